@@ -1,0 +1,46 @@
+"""Errors of the service layer, in addition to the core's (``lrukv.errors``).
+
+The API layer maps every one of these, and the core's, to a gRPC status code and
+an HTTP status in one table (``lrukv_server.api.status``)::
+
+    ServiceError
+    ├── NotLeader          this node cannot take the request; carries the leader's addresses
+    ├── Unavailable        cannot serve now: no leader, shutting down, transaction log down
+    │   └── LogUnavailable the transaction log refused or failed; writes are refused
+    └── InvalidRequest     a request the core never sees: bad consistency level, bad TTL text…
+"""
+
+from __future__ import annotations
+
+__all__ = ["InvalidRequest", "LogUnavailable", "NotLeader", "ServiceError", "Unavailable"]
+
+
+class ServiceError(Exception):
+    """Base class of errors raised by the service layer."""
+
+
+class NotLeader(ServiceError):
+    """The request needs the leader and this node is not it.
+
+    ``leader_rpc`` / ``leader_http`` are ``host:port`` of the leader's APIs, or
+    None while no leader is known (then clients should retry after a pause).
+    """
+
+    def __init__(self, leader_rpc: str | None = None, leader_http: str | None = None) -> None:
+        self.leader_rpc = leader_rpc
+        self.leader_http = leader_http
+        where = leader_rpc or leader_http
+        super().__init__(f"not the leader; leader is {where}" if where else "no leader known")
+
+
+class Unavailable(ServiceError):
+    """The node cannot serve this request now; retrying later or elsewhere may work."""
+
+
+class LogUnavailable(Unavailable):
+    """The transaction log cannot record writes, so writes are refused rather than
+    acknowledged and lost."""
+
+
+class InvalidRequest(ServiceError, ValueError):
+    """A malformed request, caught before it reaches the store."""

@@ -1,0 +1,104 @@
+"""KVService: the one interface both transports (gRPC and HTTP) call.
+
+Handlers depend on this protocol only, so both transports get the same
+semantics and the same errors, and a replicated implementation can stand behind
+them without any handler changing.
+
+Contract for implementations
+----------------------------
+* Errors are raised, never returned: ``lrukv.errors`` for bad input and missing
+  keys (KeyNotFound, InvalidKey, ValueTooLarge, InvalidTTL…), and
+  ``lrukv_server.errors`` for the service's own (NotLeader, Unavailable…).
+* ``put`` and ``delete`` return only once the write is durable to the degree
+  configured (transaction log appended and synced per its policy, or committed
+  by a Raft quorum). An exception means the write may not be durable and must
+  not be reported to the client as done.
+* ``keys`` and ``items`` must not hold locks while the caller consumes them: a
+  client that stops reading a stream must never block writers.
+* Every method is safe to call from many threads at once.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Consistency", "Health", "KVService", "ServerInfo"]
+
+
+class Consistency(enum.Enum):
+    """How fresh a read must be (as users of Consul and rqlite know the names)."""
+
+    STALE = "stale"  # any node, from local state; may lag
+    DEFAULT = "default"  # the node that believes it is the leader
+    LINEARIZABLE = "linearizable"  # confirmed through the log before answering
+
+    @classmethod
+    def parse(cls, text: str) -> Consistency:
+        """Parse a level name, case-insensitively; ValueError names the valid ones."""
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            names = ", ".join(level.value for level in cls)
+            raise ValueError(f"unknown consistency {text!r}; use one of: {names}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """One node of the cluster as clients see it."""
+
+    id: str
+    rpc_addr: str
+    http_addr: str
+    is_leader: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """``live``: the process works. ``ready``: it can serve reads and writes now.
+    ``checks`` names each part and its state (``"ok"`` or a reason)."""
+
+    live: bool
+    ready: bool
+    checks: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class KVService(Protocol):
+    """What the API layer needs from the store."""
+
+    def put(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        """Store *value* under *key*, optionally expiring after *ttl* seconds."""
+        ...
+
+    def get(self, key: str, *, consistency: Consistency = Consistency.DEFAULT) -> bytes:
+        """Return the value of *key*; raise ``lrukv.errors.KeyNotFound`` if absent."""
+        ...
+
+    def delete(self, key: str) -> bool:
+        """Remove *key*; return whether it existed. Deleting an absent key is no error."""
+        ...
+
+    def keys(self, *, consistency: Consistency = Consistency.DEFAULT) -> Iterator[str]:
+        """Iterate over live keys (snapshot semantics of ``ShardedMap.keys``)."""
+        ...
+
+    def items(
+        self, *, consistency: Consistency = Consistency.DEFAULT
+    ) -> Iterator[tuple[str, bytes]]:
+        """Iterate over live (key, value) pairs, holding no lock between items."""
+        ...
+
+    def servers(self) -> list[ServerInfo]:
+        """The cluster's nodes; a single node reports itself as leader."""
+        ...
+
+    def health(self) -> Health:
+        """Liveness, readiness and the state of each part (log, raft…)."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release everything; later calls raise Unavailable."""
+        ...

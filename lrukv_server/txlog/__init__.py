@@ -1,0 +1,1 @@
+"""Transaction logs: every applied PUT and DELETE, recorded and replayed at start."""
