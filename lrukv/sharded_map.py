@@ -412,6 +412,43 @@ class ShardedMap:
                     shard.release()
         self._put_slow(key, value, expires)
 
+    def check_put(
+        self,
+        key: str,
+        value: bytes,
+        ttl: float | None = None,
+        *,
+        expires_at: float | None = None,
+    ) -> float | None:
+        """Validate a put without storing anything; return its absolute expiry time.
+
+        Raises exactly what ``put`` would for bad input, so a write-ahead log can
+        validate an event before recording it, then apply it with
+        ``put(key, value, expires_at=<returned value>)``. Cost: O(len(key)).
+        """
+        if value.__class__ is not bytes:
+            raise InvalidValue(f"value must be bytes, not {type(value).__name__}")
+        encoded = encode_key(key, self._max_key_bytes)
+        if len(value) > self._max_value_bytes:
+            raise ValueTooLarge(
+                f"value is {len(value)} bytes; the limit is {self._max_value_bytes}",
+                size=len(value),
+                limit=self._max_value_bytes,
+            )
+        budget = self._shards[0].budget
+        if len(encoded) + len(value) > budget:
+            raise ValueTooLarge(
+                f"key and value are {len(encoded) + len(value)} bytes; "
+                f"each shard holds at most {budget}",
+                size=len(encoded) + len(value),
+                limit=budget,
+            )
+        return None if ttl is None and expires_at is None else self._expiry(ttl, expires_at)
+
+    def check_key(self, key: str) -> None:
+        """Raise InvalidKey if *key* could never be stored. Cost: O(len(key))."""
+        encode_key(key, self._max_key_bytes)
+
     def _put_slow(self, key: str, value: bytes, expires: float | None) -> None:
         """Insert a new key, or overwrite one under a byte budget."""
         encoded = encode_key(key, self._max_key_bytes)
