@@ -13,7 +13,13 @@ LEADER_HTTP_METADATA = "lrukv-leader-http"
 LEADER_RPC_HEADER = "X-Lrukv-Leader-Rpc"
 LEADER_HTTP_HEADER = "X-Lrukv-Leader-Http"
 
+# The precise error behind a failed call (key_not_found, invalid_key, invalid_ttl,
+# value_too_large, not_leader, log_unavailable…; the table is lrukv_server.api.status):
+# gRPC trailing metadata on every error status, and `error.code` in HTTP error bodies.
+ERROR_CODE_METADATA = "lrukv-error-code"
+
 __all__ = [
+    "ERROR_CODE_METADATA",
     "LEADER_HTTP_HEADER",
     "LEADER_HTTP_METADATA",
     "LEADER_RPC_HEADER",
