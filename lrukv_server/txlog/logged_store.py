@@ -1,0 +1,296 @@
+"""LoggedStore: a ShardedMap whose every acknowledged write is in a transaction log.
+
+The server runs its store either as a plain ``ShardedMap`` (log off) or as a
+``LoggedStore``; the read and write methods have the same signatures, so the
+service layer uses either one the same way.
+
+A write, step by step, and why in this order
+--------------------------------------------
+1. **Validate** with ``ShardedMap.check_put`` / ``check_key``. Bad input raises
+   here, before anything is logged: the log never holds a write the store
+   would reject, so replay never fails on it.
+2. **Under one write lock, append to the log, then apply to the map.** One lock
+   for both makes the log order the apply order for every key: two writers of
+   the same key can never be logged in one order and applied in the other,
+   which would make the replayed value differ from the served one. If
+   ``append`` refuses (LogUnavailable), the map is not touched and the error
+   goes to the caller: the write was not done.
+3. **Release the lock, then ``sync(seq)``**: wait until the event is durable per
+   the log's policy. Waiting outside the lock lets concurrent writers share
+   one fsync or one commit (group commit) instead of queueing behind each
+   other's.
+4. **Return**: the write is acknowledged only now.
+
+Failure cases
+-------------
+* ``append`` refuses: nothing applied, LogUnavailable raised. Not acknowledged.
+* ``sync`` fails or times out: the write *was* applied to the map in step 2
+  (other readers may already see it) but LogUnavailable is raised, so it is not
+  acknowledged; whether it survives a restart depends on whether its bytes
+  reached the log. This is the usual "a failed request may or may not have
+  happened" outcome; what can never happen is an acknowledged write missing
+  after a restart. The file log then refuses all further writes until restart;
+  the PostgreSQL log refuses them until it has reconnected.
+* The map raises after the append (only an ``on_evict`` callback can: the core
+  raises it after the put completed): the event stays logged, is synced, and
+  the callback's exception is re-raised.
+* A crash between append and apply loses nothing acknowledged: the write was
+  not acknowledged yet, and replay may re-apply it.
+
+Reads (``get``, ``peek``, ``keys``…) go straight to the map. ``get`` and
+``touch`` change recency, which is not logged (see ``recovery``).
+Compaction runs in a background thread after ``compact_after_events`` writes:
+under the write lock it takes the log's mark and the store's snapshot (so both
+describe the same state; writers wait for that copy and encode), then writes
+them without the lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable, Iterator
+
+from lrukv import ShardedMap, Stats
+from lrukv_server.errors import LogUnavailable
+from lrukv_server.txlog.base import CompactableLog, LogHealth, Op, TransactionLog
+from lrukv_server.txlog.config import TxLogConfig
+from lrukv_server.txlog.factory import open_log
+from lrukv_server.txlog.recovery import RecoveryReport, recover
+
+__all__ = ["LoggedStore"]
+
+logger = logging.getLogger("lrukv.txlog")
+
+
+class LoggedStore:
+    """A ShardedMap plus a TransactionLog; see the module docstring for the contract.
+
+    Thread-safe. Writes are serialised by one lock held only for the append and
+    the apply (microseconds); syncs run in parallel.
+    """
+
+    def __init__(
+        self,
+        store: ShardedMap,
+        log: TransactionLog,
+        *,
+        compact_after_events: int | None = None,
+        recovery: RecoveryReport | None = None,
+    ) -> None:
+        """Wrap *store* and *log*. The store must already hold the log's state
+        (use :meth:`open`, which recovers it)."""
+        self._map = store
+        self._log = log
+        self._write_lock = threading.Lock()
+        self._compact_after = compact_after_events
+        self._since_compaction = 0
+        self._compactor: threading.Thread | None = None
+        self._compaction_error: str | None = None
+        self.recovery = recovery
+
+    @classmethod
+    def open(
+        cls,
+        config: TxLogConfig,
+        store: ShardedMap,
+        *,
+        data_dir: str | os.PathLike[str],
+        node_id: str,
+    ) -> LoggedStore:
+        """Open the configured log, recover *store* from it and return the pair.
+
+        Call before serving the first request. Raises ValueError if the config
+        has the log off, LogOpenError / CorruptLog / SnapshotError as recovery
+        does (the server reports the message and exits).
+        """
+        log = open_log(config, data_dir, node_id)
+        if log is None:
+            raise ValueError("the transaction log is off; use the ShardedMap directly")
+        try:
+            report = recover(store, log)
+        except BaseException:
+            log.close()
+            raise
+        logger.info("%s", report)
+        return cls(store, log, compact_after_events=config.compact_after_events, recovery=report)
+
+    # ----------------------------------------------------------------- writes
+
+    def put(
+        self,
+        key: str,
+        value: bytes,
+        ttl: float | None = None,
+        *,
+        expires_at: float | None = None,
+    ) -> None:
+        """Store *value* under *key* (``ShardedMap.put`` semantics) and return once
+        the write is durable per the log's policy. Raises the core's errors for
+        bad input (nothing logged) and LogUnavailable when the log refuses or
+        fails (then the write is not acknowledged)."""
+        expires = self._map.check_put(key, value, ttl, expires_at=expires_at)
+        error: Exception | None = None
+        with self._write_lock:
+            seq = self._log.append(Op.PUT, key, value, expires)
+            self._since_compaction += 1
+            try:
+                self._map.put(key, value, expires_at=expires)
+            except Exception as exc:  # an on_evict callback's: the put itself is done
+                error = exc
+        self._log.sync(seq)
+        if error is not None:
+            raise error
+        self._maybe_compact()
+
+    def pop(self, key: str, default: bytes | None = None) -> bytes | None:
+        """Remove *key* and return its value, or *default* if absent (nothing is
+        logged then). Durable on return, like ``put``."""
+        self._map.check_key(key)
+        with self._write_lock:
+            if key not in self._map:
+                return default
+            seq = self._log.append(Op.DELETE, key)
+            self._since_compaction += 1
+            value = self._map.pop(key, default)  # a delete never calls on_evict for its key
+        self._log.sync(seq)
+        self._maybe_compact()
+        return value
+
+    def delete(self, key: str) -> bool:
+        """Remove *key*; return whether it was present. Durable on return."""
+        return self.pop(key) is not None
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, key: str, default: bytes | None = None) -> bytes | None:
+        """``ShardedMap.get``: the value, made most recently used; or *default*."""
+        return self._map.get(key, default)
+
+    def peek(self, key: str, default: bytes | None = None) -> bytes | None:
+        """``ShardedMap.peek``: the value without changing recency; or *default*."""
+        return self._map.peek(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._map
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def keys(self) -> Iterator[str]:
+        """``ShardedMap.keys``: holds no lock while the caller consumes it."""
+        return self._map.keys()
+
+    def items(self) -> Iterator[tuple[str, bytes]]:
+        """``ShardedMap.items``: holds no lock while the caller consumes it."""
+        return self._map.items()
+
+    def values(self) -> Iterator[bytes]:
+        return self._map.values()
+
+    def expires_at(self, key: str) -> float | None:
+        return self._map.expires_at(key)
+
+    def touch(self, keys: Iterable[str]) -> int:
+        """``ShardedMap.touch``: changes recency only, which is not logged."""
+        return self._map.touch(keys)
+
+    def check_put(
+        self, key: str, value: bytes, ttl: float | None = None, *, expires_at: float | None = None
+    ) -> float | None:
+        return self._map.check_put(key, value, ttl, expires_at=expires_at)
+
+    def check_key(self, key: str) -> None:
+        self._map.check_key(key)
+
+    def stats(self) -> Stats:
+        return self._map.stats()
+
+    def snapshot(self) -> bytes:
+        return self._map.snapshot()
+
+    @property
+    def store(self) -> ShardedMap:
+        """The wrapped map. Write to it directly and the write is not logged."""
+        return self._map
+
+    @property
+    def log(self) -> TransactionLog:
+        return self._log
+
+    @property
+    def shards(self) -> int:
+        return self._map.shards
+
+    @property
+    def items_per_shard(self) -> int:
+        return self._map.items_per_shard
+
+    @property
+    def capacity(self) -> int:
+        return self._map.capacity
+
+    # ------------------------------------------------------------- compaction
+
+    def compact(self) -> bool:
+        """Snapshot the store into the log and drop the events it covers, now.
+        Returns False if the log cannot compact. Raises what the log raises."""
+        log = self._log
+        if not isinstance(log, CompactableLog):
+            return False
+        with self._write_lock:
+            # Mark and snapshot under the write lock: no event can fall between them.
+            mark = log.compaction_mark()
+            blob = self._map.snapshot()
+            self._since_compaction = 0
+        log.compact(mark, blob)
+        return True
+
+    def _maybe_compact(self) -> None:
+        threshold = self._compact_after
+        if threshold is None or self._since_compaction < threshold:
+            return
+        with self._write_lock:
+            if self._compactor is not None and self._compactor.is_alive():
+                return
+            self._since_compaction = 0  # (compact() resets it too; this avoids a second start)
+            self._compactor = threading.Thread(
+                target=self._compact_in_background, name="lrukv-txlog-compact", daemon=True
+            )
+            self._compactor.start()
+
+    def _compact_in_background(self) -> None:
+        try:
+            self.compact()
+        except (OSError, LogUnavailable, ValueError) as exc:
+            # The log still works (or reports its own failure); compaction will be
+            # retried after the next compact_after_events writes.
+            self._compaction_error = str(exc)
+            logger.error("transaction log compaction failed: %s", exc)
+        else:
+            self._compaction_error = None
+
+    # ----------------------------------------------------------------- health
+
+    def log_health(self) -> LogHealth:
+        """The log's health; a failed compaction is added to the detail."""
+        health = self._log.health()
+        if self._compaction_error is None:
+            return health
+        return LogHealth(
+            health.ok,
+            f"{health.detail}; last compaction failed: {self._compaction_error}",
+            health.at_risk,
+        )
+
+    def close(self) -> None:
+        """Finish a running compaction, flush and close the log. Idempotent.
+        Later writes raise LogUnavailable; reads keep working."""
+        compactor = self._compactor
+        if compactor is not None:
+            compactor.join()
+        self._log.close()
+
+    def __repr__(self) -> str:
+        return f"LoggedStore({self._map!r}, {self._log!r})"
