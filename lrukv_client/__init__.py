@@ -1,0 +1,76 @@
+"""lrukv_client: the Python SDK of lrukv, and the ``lrukv`` command line.
+
+Two blocking clients with the same methods and the same errors —
+:class:`Client` over gRPC and :class:`HttpClient` over HTTP — plus
+:class:`AsyncClient`, the asyncio twin of :class:`Client`. Each is a context
+manager that reuses one channel (or connection pool), follows the leader, and
+retries what is safe to retry under an overall deadline (see :class:`Retry`).
+
+>>> from lrukv_client import Client
+>>> with Client("127.0.0.1:50051") as kv:  # doctest: +SKIP
+...     kv.put("key-a", b"Hello, key-value store!")
+...     kv.get("key-a")
+b'Hello, key-value store!'
+"""
+
+from lrukv_client.backoff import (
+    AbstractBackoff,
+    ConstantBackoff,
+    EqualJitterBackoff,
+    ExponentialBackoff,
+    ExponentialWithJitterBackoff,
+    NoBackoff,
+    default_backoff,
+)
+from lrukv_client.client import DEFAULT_GRPC_SERVER, Client
+from lrukv_client.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    KeyNotFound,
+    LrukvClientError,
+    NotLeader,
+    PermissionDenied,
+    ServerError,
+    TooManyRedirects,
+    Unauthenticated,
+    Unavailable,
+    ValueTooLarge,
+)
+from lrukv_client.http_client import DEFAULT_HTTP_SERVER, HttpClient
+from lrukv_client.models import Consistency, ServerInfo, TLSConfig
+from lrukv_client.retry import Retry, RetryCall
+from lrukv_client.stream import ItemStream
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_GRPC_SERVER",
+    "DEFAULT_HTTP_SERVER",
+    "AbstractBackoff",
+    "Client",
+    "Consistency",
+    "ConstantBackoff",
+    "DeadlineExceeded",
+    "EqualJitterBackoff",
+    "ExponentialBackoff",
+    "ExponentialWithJitterBackoff",
+    "HttpClient",
+    "InvalidArgument",
+    "ItemStream",
+    "KeyNotFound",
+    "LrukvClientError",
+    "NoBackoff",
+    "NotLeader",
+    "PermissionDenied",
+    "Retry",
+    "RetryCall",
+    "ServerError",
+    "ServerInfo",
+    "TLSConfig",
+    "TooManyRedirects",
+    "Unauthenticated",
+    "Unavailable",
+    "ValueTooLarge",
+    "__version__",
+    "default_backoff",
+]

@@ -1,0 +1,129 @@
+"""What the blocking and the asyncio gRPC clients share: channel settings, TLS
+credentials, and the one table from gRPC status codes to client errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import grpc
+
+from lrukv_client.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    KeyNotFound,
+    LrukvClientError,
+    NotLeader,
+    PermissionDenied,
+    ServerError,
+    Unauthenticated,
+    Unavailable,
+    ValueTooLarge,
+)
+from lrukv_client.models import Consistency, ServerInfo, TLSConfig
+from lrukv_proto import LEADER_HTTP_METADATA, LEADER_RPC_METADATA
+from lrukv_proto.v1 import kv_pb2
+
+__all__ = [
+    "ChannelOptions",
+    "channel_credentials",
+    "channel_options",
+    "consistency_pb",
+    "error_from_status",
+    "server_info",
+]
+
+ChannelOptions = Sequence[tuple[str, Any]]
+
+_DEFAULT_OPTIONS: dict[str, Any] = {
+    # gRPC's own reconnect backoff starts at 1 s and grows to 120 s; while it waits,
+    # calls fail fast. Keep it short so the Retry policy, not the channel, decides
+    # how long a client waits for a restarted node.
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.min_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 1000,
+    # keys() of a large store is one message; the 4 MiB default is too small.
+    "grpc.max_receive_message_length": 256 * 1024 * 1024,
+}
+
+_CONSISTENCY_PB = {
+    Consistency.DEFAULT: kv_pb2.CONSISTENCY_DEFAULT,
+    Consistency.STALE: kv_pb2.CONSISTENCY_STALE,
+    Consistency.LINEARIZABLE: kv_pb2.CONSISTENCY_LINEARIZABLE,
+}
+
+
+def consistency_pb(level: Consistency | str) -> kv_pb2.Consistency.ValueType:
+    return _CONSISTENCY_PB[Consistency.parse(level)]
+
+
+def channel_options(tls: TLSConfig | None, extra: ChannelOptions = ()) -> list[tuple[str, Any]]:
+    """Our defaults, then the TLS name override, then the caller's ``extra`` (which win)."""
+    options = dict(_DEFAULT_OPTIONS)
+    if tls is not None and tls.server_name:
+        options["grpc.ssl_target_name_override"] = tls.server_name
+        options["grpc.default_authority"] = tls.server_name
+    options.update(dict(extra))
+    return list(options.items())
+
+
+def channel_credentials(tls: TLSConfig) -> grpc.ChannelCredentials:
+    ca, key, cert = tls.read()
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca, private_key=key, certificate_chain=cert
+    )
+
+
+def server_info(server: kv_pb2.Server) -> ServerInfo:
+    return ServerInfo(
+        id=server.id,
+        rpc_addr=server.rpc_addr,
+        http_addr=server.http_addr,
+        is_leader=server.is_leader,
+    )
+
+
+def error_from_status(
+    code: grpc.StatusCode,
+    details: str | None,
+    metadata: Iterable[tuple[str, str | bytes]] | None,
+    *,
+    target: str,
+    key: str | None = None,
+) -> LrukvClientError:
+    """Translate a failed call's status into the client's exception."""
+    message = f"{target}: {details or code.name}"
+    if code == grpc.StatusCode.NOT_FOUND and key is not None:
+        return KeyNotFound(key)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgument(message)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return ValueTooLarge(message)
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        leader = _leader_metadata(metadata)
+        return NotLeader(
+            message,
+            leader_rpc=leader.get(LEADER_RPC_METADATA),
+            leader_http=leader.get(LEADER_HTTP_METADATA),
+        )
+    # CANCELLED here was not our doing (we never surface our own cancels): the
+    # server cancels calls when it shuts down, which is the same as unavailable.
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+        return Unavailable(message)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DeadlineExceeded(message)
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return PermissionDenied(message)
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return Unauthenticated(message)
+    return ServerError(f"{message} ({code.name})", code=code.name)
+
+
+def _leader_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, value in metadata or ():
+        if name in (LEADER_RPC_METADATA, LEADER_HTTP_METADATA):
+            text = value.decode() if isinstance(value, bytes) else value
+            if text:
+                found[name] = text
+    return found

@@ -1,0 +1,501 @@
+"""``HttpClient``: the same API as ``Client``, over lrukv's HTTP API (httpx).
+
+One ``httpx.Client`` (one connection pool) serves every call and thread. The
+client follows the server's ``307`` leader redirects itself, not through httpx,
+so that a redirect counts against the same ``max_redirects`` bound as over gRPC
+and the client remembers the leader for the next calls.
+
+Keys travel in the URL path, percent-encoded. A key ``util/keys`` or
+``util/items`` therefore names the utility routes over HTTP; use the gRPC client
+for such keys.
+
+>>> with HttpClient("127.0.0.1:8080") as kv:  # doctest: +SKIP
+...     kv.put("key-a", "Hello, key-value store!")
+...     kv.get("key-a")
+b'Hello, key-value store!'
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import ssl
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from lrukv_client._targets import Targets, parse_servers
+from lrukv_client.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    KeyNotFound,
+    LrukvClientError,
+    NotLeader,
+    PermissionDenied,
+    ServerError,
+    Unauthenticated,
+    Unavailable,
+    ValueTooLarge,
+)
+from lrukv_client.models import Consistency, ServerInfo, TLSConfig, check_key, check_ttl, to_bytes
+from lrukv_client.retry import Retry
+from lrukv_client.stream import ItemStream
+from lrukv_proto import LEADER_HTTP_HEADER, LEADER_RPC_HEADER
+
+__all__ = ["DEFAULT_HTTP_SERVER", "HttpClient"]
+
+DEFAULT_HTTP_SERVER = "127.0.0.1:8080"
+
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+class HttpClient:
+    """A blocking lrukv client over HTTP/1.1.
+
+    ``servers``: ``"host:port"`` or ``"http(s)://host:port"``, a comma-separated
+    list or a sequence of seeds. Other arguments as for
+    :class:`~lrukv_client.Client`; ``tls`` (or an ``https://`` address) turns on
+    HTTPS. ``max_connections`` bounds the connection pool.
+    """
+
+    def __init__(
+        self,
+        servers: str | Sequence[str] = DEFAULT_HTTP_SERVER,
+        *,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        tls: TLSConfig | None = None,
+        consistency: Consistency | str = Consistency.DEFAULT,
+        max_connections: int = 16,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        seeds = parse_servers(servers)
+        self._scheme = "https" if tls is not None else "http"
+        hosts = []
+        for seed in seeds:
+            scheme, host = _split_address(seed)
+            if scheme == "https":
+                self._scheme = "https"
+            hosts.append(host)
+        self._targets = Targets(hosts)
+        self._timeout = timeout
+        self._retry = retry if retry is not None else Retry()
+        self._consistency = Consistency.parse(consistency)
+        self._extensions: dict[str, Any] = {}
+        if tls is not None and tls.server_name:
+            self._extensions["sni_hostname"] = tls.server_name
+        self._http = httpx.Client(
+            verify=_ssl_context(tls) if self._scheme == "https" else True,
+            follow_redirects=False,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            headers={"User-Agent": "lrukv-client", **(headers or {})},
+        )
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool. Idempotent."""
+        self._http.close()
+
+    @property
+    def server(self) -> str:
+        """The ``host:port`` the next call goes to."""
+        return self._targets.current
+
+    def __repr__(self) -> str:
+        return f"HttpClient(server={self._scheme}://{self.server}, seeds={self._targets.seeds!r})"
+
+    # -- the API ------------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        value: bytes | str,
+        *,
+        ttl: float | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Store ``value`` under ``key``; see :meth:`lrukv_client.Client.put`."""
+        body = to_bytes(value)
+        ttl = check_ttl(ttl)
+        params = {} if ttl is None else {"ttl": repr(ttl)}
+        self._call(
+            "PUT",
+            _key_path(key),
+            key=key,
+            params=params,
+            content=body,
+            write=True,
+            timeout=timeout,
+        )
+
+    def get(
+        self,
+        key: str,
+        *,
+        consistency: Consistency | str | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
+        """Return the value of ``key``; raise ``KeyNotFound`` if it is absent."""
+        response = self._call(
+            "GET", _key_path(key), key=key, params=self._level(consistency), timeout=timeout
+        )
+        return response.content
+
+    def delete(self, key: str, *, timeout: float | None = None) -> bool:
+        """Remove ``key``; return whether it existed.
+
+        The server answers 204 when the key existed and 404 when it did not (an
+        absent key is no error here either).
+        """
+        try:
+            self._call("DELETE", _key_path(key), key=key, write=True, timeout=timeout)
+        except KeyNotFound:
+            return False
+        return True
+
+    def keys(
+        self, *, consistency: Consistency | str | None = None, timeout: float | None = None
+    ) -> list[str]:
+        """Every live key."""
+        response = self._call(
+            "GET",
+            "/v1/util/keys",
+            params=self._level(consistency),
+            headers={"Accept": "application/json"},
+            timeout=timeout,
+        )
+        keys = _json(response)
+        if isinstance(keys, dict):
+            keys = keys.get("keys")
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise ServerError(f"{self.server}: /v1/util/keys did not return a list of strings")
+        return keys
+
+    def servers(self, *, timeout: float | None = None) -> list[ServerInfo]:
+        """The nodes of the cluster, as the node asked knows them."""
+        response = self._call("GET", "/v1/util/servers", timeout=timeout)
+        body = _json(response)
+        if isinstance(body, dict):
+            body = body.get("servers")
+        if not isinstance(body, list):
+            raise ServerError(f"{self.server}: /v1/util/servers did not return a list")
+        try:
+            return [
+                ServerInfo(
+                    id=str(node["id"]),
+                    rpc_addr=str(node["rpc_addr"]),
+                    http_addr=str(node["http_addr"]),
+                    is_leader=bool(node["is_leader"]),
+                )
+                for node in body
+            ]
+        except (KeyError, TypeError) as exc:
+            raise ServerError(f"{self.server}: malformed server list: {exc!r}") from exc
+
+    def items(
+        self,
+        *,
+        consistency: Consistency | str | None = None,
+        timeout: float | None = None,
+        stream_timeout: float | None = None,
+    ) -> ItemStream:
+        """Stream every live ``(key, value)`` from NDJSON; see
+        :meth:`lrukv_client.Client.items`.
+
+        Over HTTP a stalled stream is also caught between items: each read from
+        the socket may wait at most what was left of ``timeout`` when the stream
+        opened. ``stream_timeout`` bounds the whole stream, checked per item.
+        """
+        params = self._level(consistency)
+
+        def open_stream(attempt_timeout: float | None) -> tuple[httpx.Response, Iterator[str]]:
+            response = self._send(
+                "GET",
+                "/v1/util/items",
+                params=params,
+                headers={"Accept": "application/x-ndjson"},
+                attempt_timeout=attempt_timeout,
+                stream=True,
+            )
+            try:
+                lines = response.iter_lines()
+                return response, _prepend(_first_line(lines, self.server), lines)
+            except BaseException:
+                response.close()
+                raise
+
+        response, lines = self._retry.call_with_retry(
+            open_stream,
+            timeout=timeout if timeout is not None else self._timeout,
+            redirect=self._redirect,
+            failover=self._failover,
+        )
+        ends_at = None if stream_timeout is None else time.monotonic() + stream_timeout
+        return ItemStream(_ndjson_pairs(lines, self.server, ends_at), response.close)
+
+    # -- internals ----------------------------------------------------------------
+
+    def _level(self, consistency: Consistency | str | None) -> dict[str, str]:
+        level = Consistency.parse(self._consistency if consistency is None else consistency)
+        return {} if level is Consistency.DEFAULT else {"consistency": level.value}
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = None,
+        params: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        write: bool = False,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        def attempt(attempt_timeout: float | None) -> httpx.Response:
+            return self._send(
+                method,
+                path,
+                key=key,
+                params=params,
+                content=content,
+                headers=headers,
+                attempt_timeout=attempt_timeout,
+            )
+
+        return self._retry.call_with_retry(
+            attempt,
+            write=write,
+            timeout=timeout if timeout is not None else self._timeout,
+            redirect=self._redirect,
+            failover=self._failover,
+        )
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = None,
+        params: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        attempt_timeout: float | None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """One attempt against the current node: a 2xx response, or an exception."""
+        target = self._targets.current
+        request = self._http.build_request(
+            method,
+            f"{self._scheme}://{target}{path}",
+            params=params,
+            content=content,
+            headers=headers,
+            timeout=httpx.Timeout(attempt_timeout),
+            extensions=self._extensions,
+        )
+        try:
+            response = self._http.send(request, stream=stream)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, target) from exc
+        except RuntimeError as exc:  # httpx: "Cannot send a request, as the client has been closed"
+            raise LrukvClientError(f"the client is closed ({exc})") from exc
+        if response.is_success:
+            return response
+        try:
+            if stream:
+                response.read()
+            raise _status_error(response, target, key)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, target) from exc
+        finally:
+            if stream:
+                response.close()
+
+    def _redirect(self, err: NotLeader) -> bool:
+        if not err.leader_http:
+            return False
+        self._targets.follow(err.leader_http)
+        return True
+
+    def _failover(self, err: LrukvClientError) -> None:
+        self._targets.fail_over()
+
+
+def _split_address(address: str) -> tuple[str | None, str]:
+    """``"http://h:1/"`` -> ``("http", "h:1")``; ``"h:1"`` -> ``(None, "h:1")``."""
+    if "://" not in address:
+        return None, address.rstrip("/")
+    parts = urlsplit(address)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidArgument(f"not an http(s) server address: {address!r}")
+    return parts.scheme, parts.netloc
+
+
+def _ssl_context(tls: TLSConfig | None) -> ssl.SSLContext:
+    if tls is None:
+        return ssl.create_default_context()
+    try:
+        context = ssl.create_default_context(
+            cafile=str(tls.ca_file) if tls.ca_file is not None else None
+        )
+        if tls.cert_file is not None and tls.key_file is not None:
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidArgument(f"cannot load TLS files: {exc}") from exc
+    return context
+
+
+def _key_path(key: str) -> str:
+    # safe="": a "/" in a key is sent as %2F, so the key arrives whole.
+    return "/v1/" + quote(check_key(key), safe="")
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ServerError(f"{response.url.netloc.decode()}: malformed JSON answer") from exc
+
+
+def _transport_error(exc: httpx.HTTPError, target: str) -> LrukvClientError:
+    """A request that got no HTTP answer."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return Unavailable(f"{target}: timed out connecting")
+    if isinstance(exc, httpx.TimeoutException):
+        return DeadlineExceeded(f"{target}: timed out waiting for the answer")
+    if isinstance(exc, httpx.TransportError) and not isinstance(
+        exc, httpx.UnsupportedProtocol | httpx.ProxyError
+    ):
+        # Refused, reset, closed mid-answer: the node is down or going down.
+        return Unavailable(f"{target}: {exc or type(exc).__name__}")
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return InvalidArgument(f"{target}: {exc}")
+    return ServerError(f"{target}: {exc or type(exc).__name__}")
+
+
+def _error_body(response: httpx.Response) -> tuple[str | None, str]:
+    """The server's ``{"error": {"code": ..., "message": ...}}``, tolerantly."""
+    text = response.text.strip()
+    try:
+        body = json.loads(text) if text else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        error = body["error"]
+        code = error.get("code")
+        message = error.get("message")
+        return (str(code) if code is not None else None), str(message or response.reason_phrase)
+    return None, (text[:200] if text else response.reason_phrase or f"HTTP {response.status_code}")
+
+
+def _leader_from(response: httpx.Response) -> tuple[str | None, str | None]:
+    leader_http = response.headers.get(LEADER_HTTP_HEADER) or None
+    leader_rpc = response.headers.get(LEADER_RPC_HEADER) or None
+    location = response.headers.get("Location")
+    if leader_http is None and location:
+        leader_http = urlsplit(location).netloc or None
+    return leader_rpc, leader_http
+
+
+def _status_error(response: httpx.Response, target: str, key: str | None) -> LrukvClientError:
+    """Translate a non-2xx answer into the client's exception (the HTTP twin of
+    ``_grpc_common.error_from_status``)."""
+    status = response.status_code
+    code, message = _error_body(response)
+    text = f"{target}: {message}"
+    if status in _REDIRECTS:
+        leader_rpc, leader_http = _leader_from(response)
+        return NotLeader(
+            f"{target}: not the leader; leader is {leader_http}",
+            leader_rpc=leader_rpc,
+            leader_http=leader_http,
+        )
+    if status == 404 and key is not None:
+        return KeyNotFound(key)
+    if status == 400:
+        return InvalidArgument(text)
+    if status == 413:
+        return ValueTooLarge(text)
+    if status == 401:
+        return Unauthenticated(text)
+    if status == 403:
+        return PermissionDenied(text)
+    if status in (408, 504):
+        return DeadlineExceeded(text)
+    if status in (429, 502, 503):
+        leader_rpc, leader_http = _leader_from(response)
+        if leader_rpc or leader_http or (code or "").lower().replace("_", "") == "notleader":
+            return NotLeader(text, leader_rpc=leader_rpc, leader_http=leader_http)
+        return Unavailable(text)
+    return ServerError(f"{text} (HTTP {status})", code=status)
+
+
+def _first_line(lines: Iterator[str], target: str) -> str | None:
+    try:
+        for line in lines:
+            if line.strip():
+                return line
+    except httpx.HTTPError as exc:
+        raise _transport_error(exc, target) from exc
+    return None
+
+
+def _prepend(first: str | None, rest: Iterator[str]) -> Iterator[str]:
+    if first is None:
+        return
+    yield first
+    yield from rest
+
+
+def _ndjson_pairs(
+    lines: Iterator[str], target: str, ends_at: float | None
+) -> Iterator[tuple[str, bytes]]:
+    """Decode the item stream: one ``{"key": ..., "value": <base64>}`` per line.
+
+    A line ``{"error": {...}}`` is the server reporting a failure mid-stream."""
+    try:
+        for line in lines:
+            if ends_at is not None and time.monotonic() > ends_at:
+                raise DeadlineExceeded(f"{target}: the item stream outlasted its stream_timeout")
+            if not line.strip():
+                continue
+            yield _decode_item(line, target)
+    except httpx.HTTPError as exc:
+        raise _transport_error(exc, target) from exc
+
+
+def _decode_item(line: str, target: str) -> tuple[str, bytes]:
+    try:
+        item = json.loads(line)
+    except ValueError as exc:
+        raise ServerError(f"{target}: malformed item line: {line[:80]!r}") from exc
+    if isinstance(item, dict) and isinstance(item.get("error"), dict):
+        error = item["error"]
+        raise Unavailable(f"{target}: stream failed: {error.get('message', error)}")
+    try:
+        key = item["key"]
+        value = base64.b64decode(item["value"], validate=True)
+    except (KeyError, TypeError, binascii.Error) as exc:
+        raise ServerError(f"{target}: malformed item line: {line[:80]!r}") from exc
+    if not isinstance(key, str):
+        raise ServerError(f"{target}: malformed item line: {line[:80]!r}")
+    return key, value

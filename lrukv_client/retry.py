@@ -1,0 +1,235 @@
+"""Retry policy: which failures a call retries, how often, and for how long.
+
+In the style of redis-py, a :class:`Retry` is an object handed to a client, with a
+pluggable :mod:`~lrukv_client.backoff`. Each call gets a fresh :class:`RetryCall`
+that keeps that call's count and deadline, so one ``Retry`` may be shared by
+many clients and threads.
+
+What is retried, and why
+------------------------
+* ``NotLeader`` naming a leader: the node did not apply the request, so it is
+  sent to the leader at once, without sleeping. At most ``max_redirects`` hops
+  per call, so two nodes that each name the other cannot bounce a call forever
+  (``TooManyRedirects``).
+* ``NotLeader`` without a leader (an election is running) and ``Unavailable``
+  (refused or reset connections, a node shutting down, a transaction log down):
+  retried after a backoff while the deadline allows.
+* ``DeadlineExceeded`` of one attempt, when ``attempt_timeout`` is shorter than
+  the call's deadline: retried like ``Unavailable``.
+* Nothing else: a missing key, a bad argument or a refused credential will not
+  change by asking again.
+
+Writes are retried too (``retry_writes=True``, the default) because lrukv's writes
+are absolute: ``put(k, v)`` and ``delete(k)`` leave the same state however often
+they are applied. The price of a duplicate, when an attempt was applied but its
+answer was lost: a repeated ``put`` may overwrite a newer value another client
+wrote in between and restarts the key's TTL; a repeated ``delete`` reports
+``existed=False``. With ``retry_writes=False`` writes are retried only after
+``NotLeader``, which guarantees the write was not applied.
+
+The deadline bounds the whole call: every attempt and every sleep. The retry
+loop never sleeps past it; it gives up with the last error instead, so a stopped
+server yields ``Unavailable`` within the deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from lrukv_client.backoff import AbstractBackoff, NoBackoff, default_backoff
+from lrukv_client.errors import (
+    DeadlineExceeded,
+    LrukvClientError,
+    NotLeader,
+    TooManyRedirects,
+    Unavailable,
+)
+
+__all__ = ["Retry", "RetryCall"]
+
+T = TypeVar("T")
+
+# An attempt with less time than this left cannot succeed; give up instead.
+_MIN_ATTEMPT_SECONDS = 0.001
+
+
+class Retry:
+    """A retry policy.
+
+    ``backoff``: the delay policy (default: full jitter, 50 ms to 1 s).
+    ``retries``: at most this many retries after failures (redirects not
+    counted); None means as many as the deadline allows.
+    ``deadline``: seconds for the whole call, retries and sleeps included; None
+    means no limit (then ``retries`` should be set).
+    ``attempt_timeout``: seconds for one attempt; None means the rest of the
+    deadline.
+    ``max_redirects``: leader redirects per call; 0 raises ``NotLeader`` to the caller.
+    ``retry_writes``: also retry ``put``/``delete`` after ambiguous failures.
+
+    >>> Retry.disabled().retries
+    0
+    """
+
+    def __init__(
+        self,
+        backoff: AbstractBackoff | None = None,
+        retries: int | None = None,
+        deadline: float | None = 10.0,
+        *,
+        attempt_timeout: float | None = None,
+        max_redirects: int = 5,
+        retry_writes: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if retries is not None and retries < 0:
+            raise ValueError("retries must be >= 0 or None")
+        if deadline is not None and deadline <= 0:
+            raise ValueError("deadline must be > 0 or None")
+        if attempt_timeout is not None and attempt_timeout <= 0:
+            raise ValueError("attempt_timeout must be > 0 or None")
+        if max_redirects < 0:
+            raise ValueError("max_redirects must be >= 0")
+        self.backoff = backoff if backoff is not None else default_backoff()
+        self.retries = retries
+        self.deadline = deadline
+        self.attempt_timeout = attempt_timeout
+        self.max_redirects = max_redirects
+        self.retry_writes = retry_writes
+        self.sleep = sleep
+        self.clock = clock
+
+    @classmethod
+    def disabled(cls, deadline: float | None = 10.0) -> Retry:
+        """One attempt per call, no redirects: every error reaches the caller."""
+        return cls(NoBackoff(), retries=0, deadline=deadline, max_redirects=0)
+
+    def __repr__(self) -> str:
+        return (
+            f"Retry(backoff={type(self.backoff).__name__}, retries={self.retries}, "
+            f"deadline={self.deadline}, attempt_timeout={self.attempt_timeout}, "
+            f"max_redirects={self.max_redirects}, retry_writes={self.retry_writes})"
+        )
+
+    def begin(self, timeout: float | None = None) -> RetryCall:
+        """Start the bookkeeping of one call; ``timeout`` overrides ``deadline``."""
+        return RetryCall(self, self.deadline if timeout is None else timeout)
+
+    def call_with_retry(
+        self,
+        do: Callable[[float | None], T],
+        *,
+        write: bool = False,
+        timeout: float | None = None,
+        redirect: Callable[[NotLeader], bool] | None = None,
+        failover: Callable[[LrukvClientError], None] | None = None,
+    ) -> T:
+        """Run ``do(attempt_timeout)`` until it returns, retrying as the policy says.
+
+        ``redirect(err)`` points the client at ``err``'s leader and says whether it
+        could; ``failover(err)`` lets the client move to another node before a
+        retry. The last error is raised, with ``attempts`` set, when the policy
+        gives up.
+        """
+        call = self.begin(timeout)
+        while True:
+            try:
+                return do(call.attempt_timeout())
+            except LrukvClientError as err:
+                delay = call.on_failure(err, write=write, redirect=redirect, failover=failover)
+            if delay > 0:
+                self.sleep(delay)
+
+
+class RetryCall:
+    """The state of one call under a :class:`Retry`: attempts, redirects, deadline.
+
+    ``on_failure`` is the whole decision, shared by the blocking and the asyncio
+    clients: it returns how long to sleep before the next attempt, or raises.
+    """
+
+    def __init__(self, retry: Retry, deadline: float | None) -> None:
+        self.retry = retry
+        self.started = retry.clock()
+        self.deadline_at = None if deadline is None else self.started + deadline
+        self.attempts = 0
+        self.failures = 0
+        self.redirects = 0
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (may be negative), or None."""
+        if self.deadline_at is None:
+            return None
+        return self.deadline_at - self.retry.clock()
+
+    def attempt_timeout(self) -> float | None:
+        """The timeout for the next attempt: the rest of the deadline, or less.
+
+        Counts the attempt. Raises ``DeadlineExceeded`` if no time is left.
+        """
+        self.attempts += 1
+        remaining = self.remaining()
+        limit = self.retry.attempt_timeout
+        if remaining is None:
+            return limit
+        if remaining < _MIN_ATTEMPT_SECONDS:
+            err = DeadlineExceeded("deadline exceeded before the call could be sent")
+            err.attempts = self.attempts
+            raise err
+        return remaining if limit is None else min(limit, remaining)
+
+    def _retryable(self, err: LrukvClientError, write: bool) -> bool:
+        if isinstance(err, NotLeader):
+            return True  # refused before applying: safe for writes as well
+        if isinstance(err, TooManyRedirects):
+            return False
+        if isinstance(err, Unavailable | DeadlineExceeded):
+            return not write or self.retry.retry_writes
+        return False
+
+    def _give_up(self, err: LrukvClientError) -> LrukvClientError:
+        err.attempts = self.attempts
+        return err
+
+    def on_failure(
+        self,
+        err: LrukvClientError,
+        *,
+        write: bool = False,
+        redirect: Callable[[NotLeader], bool] | None = None,
+        failover: Callable[[LrukvClientError], None] | None = None,
+    ) -> float:
+        """Decide what follows the failed attempt ``err``: a delay, or ``raise``."""
+        remaining = self.remaining()
+        out_of_time = remaining is not None and remaining < _MIN_ATTEMPT_SECONDS
+        if (
+            isinstance(err, NotLeader)
+            and (err.leader_rpc or err.leader_http)
+            and redirect is not None
+            and not out_of_time
+        ):
+            if self.redirects >= self.retry.max_redirects:
+                if self.retry.max_redirects == 0:
+                    raise self._give_up(err)
+                too_many = TooManyRedirects(
+                    f"gave up after {self.redirects} leader redirects; last answer: {err}"
+                )
+                raise self._give_up(too_many) from err
+            if redirect(err):
+                self.redirects += 1
+                return 0.0
+        if out_of_time or not self._retryable(err, write):
+            raise self._give_up(err)
+        self.failures += 1
+        if self.retry.retries is not None and self.failures > self.retry.retries:
+            raise self._give_up(err)
+        delay = max(0.0, self.retry.backoff.compute(self.failures))
+        if remaining is not None and delay >= remaining - _MIN_ATTEMPT_SECONDS:
+            # Sleeping would spend the rest of the deadline: give up now, with the
+            # real reason (e.g. Unavailable), rather than with a DeadlineExceeded later.
+            raise self._give_up(err)
+        if failover is not None:
+            failover(err)
+        return delay

@@ -1,0 +1,418 @@
+"""In-process fakes of an lrukv node, for deterministic client tests.
+
+``FakeNode`` is a dict-backed store served over gRPC (a real ``grpc.server``)
+and over HTTP (``http.server`` in a thread), both on free loopback ports. Tests
+script faults per method — a status with trailing metadata (NotLeader), an
+UNAVAILABLE, a delay — and read back which calls arrived, so retries and
+redirects can be asserted exactly. The HTTP side follows the wire contract of
+the real server (tests/client/test_real_server.py checks the client against that).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import grpc
+
+from lrukv_proto import (
+    LEADER_HTTP_HEADER,
+    LEADER_HTTP_METADATA,
+    LEADER_RPC_HEADER,
+    LEADER_RPC_METADATA,
+)
+from lrukv_proto.v1 import kv_pb2, kv_pb2_grpc
+
+# Faults are scripted by gRPC method name; the HTTP routes use the same names.
+METHODS = ("Put", "Get", "Delete", "GetKeys", "GetKeysValues", "GetServers")
+
+
+@dataclass
+class Fault:
+    """What the next call of a method does instead of (or before) its work.
+
+    ``code`` None: no error, only ``delay``. ``leader``: answer "not the leader,
+    the leader is this node" (FAILED_PRECONDITION + metadata / HTTP 307).
+    ``after_items``: for streams, fail after sending this many items.
+    """
+
+    code: grpc.StatusCode | None = None
+    details: str = "injected fault"
+    leader: FakeNode | None = None
+    delay: float = 0.0
+    after_items: int | None = None
+
+
+class FakeNode:
+    """One fake lrukv node with a gRPC and an HTTP endpoint. Start with ``start()``
+    (or use as a context manager); stop with ``stop()``."""
+
+    def __init__(self, node_id: str = "fake-1") -> None:
+        self.id = node_id
+        self.data: dict[str, bytes] = {}
+        self.ttls: dict[str, float | None] = {}
+        self.calls: list[str] = []
+        self.consistency_seen: list[str] = []
+        self.cluster: list[FakeNode] = [self]
+        self.leader: FakeNode | None = self
+        self._faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self._lock = threading.Lock()
+        self._grpc: grpc.Server | None = None
+        self._http: _HttpServer | None = None
+        self.rpc_addr = ""
+        self.http_addr = ""
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> FakeNode:
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        kv_pb2_grpc.add_KVServicer_to_server(_Servicer(self), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        self._grpc = server
+        self.rpc_addr = f"127.0.0.1:{port}"
+        http = _HttpServer(("127.0.0.1", 0), _handler_for(self))
+        threading.Thread(
+            target=http.serve_forever, args=(0.05,), name=f"{self.id}-http", daemon=True
+        ).start()
+        self._http = http
+        self.http_addr = f"127.0.0.1:{http.server_address[1]}"
+        return self
+
+    def stop(self) -> None:
+        """Stop both endpoints and cut open connections, as a killed server would."""
+        if self._grpc is not None:
+            self._grpc.stop(grace=None).wait()
+            self._grpc = None
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http.cut_connections()
+            self._http = None
+
+    def __enter__(self) -> FakeNode:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- scripting ----------------------------------------------------------------
+
+    def fail(self, method: str, fault: Fault, times: int = 1) -> None:
+        """Make the next ``times`` calls of ``method`` (a gRPC method name) do ``fault``."""
+        assert method in METHODS, method
+        with self._lock:
+            self._faults[method].extend([fault] * times)
+
+    def take_fault(self, method: str) -> Fault | None:
+        with self._lock:
+            self.calls.append(method)
+            queue = self._faults.get(method)
+            fault = queue.popleft() if queue else None
+        if fault is not None and fault.delay:
+            time.sleep(fault.delay)
+        return fault
+
+    def count(self, method: str) -> int:
+        with self._lock:
+            return self.calls.count(method)
+
+    # -- the store ----------------------------------------------------------------
+
+    def put(self, key: str, value: bytes, ttl: float | None) -> None:
+        with self._lock:
+            self.data[key] = value
+            self.ttls[key] = ttl
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            return self.data.get(key)
+
+    def delete(self, key: str) -> bool:
+        with self._lock:
+            self.ttls.pop(key, None)
+            return self.data.pop(key, None) is not None
+
+    def snapshot(self) -> list[tuple[str, bytes]]:
+        with self._lock:
+            return sorted(self.data.items())
+
+    def servers(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": node.id,
+                "rpc_addr": node.rpc_addr,
+                "http_addr": node.http_addr,
+                "is_leader": node is self.leader,
+            }
+            for node in self.cluster
+        ]
+
+
+class _HttpServer(ThreadingHTTPServer):
+    """Tracks its connections so ``stop()`` can cut keep-alive ones too."""
+
+    daemon_threads = True
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (timeout, closed stream) breaks the pipe: expected here.
+        pass
+
+    def cut_connections(self) -> None:
+        with self._open_lock:
+            sockets, self._open = list(self._open), set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+_CONSISTENCY_NAMES = {
+    kv_pb2.CONSISTENCY_DEFAULT: "default",
+    kv_pb2.CONSISTENCY_STALE: "stale",
+    kv_pb2.CONSISTENCY_LINEARIZABLE: "linearizable",
+}
+
+
+class _Servicer(kv_pb2_grpc.KVServicer):
+    def __init__(self, node: FakeNode) -> None:
+        self.node = node
+
+    def _fault(self, method: str, context: grpc.ServicerContext) -> Fault | None:
+        fault = self.node.take_fault(method)
+        if fault is None:
+            return None
+        if fault.leader is not None:
+            context.set_trailing_metadata(
+                (
+                    (LEADER_RPC_METADATA, fault.leader.rpc_addr),
+                    (LEADER_HTTP_METADATA, fault.leader.http_addr),
+                )
+            )
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "not the leader")
+        if fault.code is not None and fault.after_items is None:
+            context.abort(fault.code, fault.details)
+        return fault
+
+    def Put(self, request: kv_pb2.PutRequest, context: grpc.ServicerContext) -> kv_pb2.PutResponse:
+        self._fault("Put", context)
+        ttl = request.ttl_seconds if request.HasField("ttl_seconds") else None
+        self.node.put(request.key, request.value, ttl)
+        return kv_pb2.PutResponse()
+
+    def Get(self, request: kv_pb2.GetRequest, context: grpc.ServicerContext) -> kv_pb2.GetResponse:
+        self._fault("Get", context)
+        self.node.consistency_seen.append(_CONSISTENCY_NAMES[request.consistency])
+        value = self.node.get(request.key)
+        if value is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"key not found: {request.key!r}")
+        return kv_pb2.GetResponse(value=value)
+
+    def Delete(
+        self, request: kv_pb2.DeleteRequest, context: grpc.ServicerContext
+    ) -> kv_pb2.DeleteResponse:
+        self._fault("Delete", context)
+        return kv_pb2.DeleteResponse(existed=self.node.delete(request.key))
+
+    def GetKeys(
+        self, request: kv_pb2.GetKeysRequest, context: grpc.ServicerContext
+    ) -> kv_pb2.GetKeysResponse:
+        self._fault("GetKeys", context)
+        self.node.consistency_seen.append(_CONSISTENCY_NAMES[request.consistency])
+        return kv_pb2.GetKeysResponse(keys=[key for key, _ in self.node.snapshot()])
+
+    def GetKeysValues(
+        self, request: kv_pb2.GetKeysValuesRequest, context: grpc.ServicerContext
+    ) -> Iterator[kv_pb2.KeyValue]:
+        fault = self._fault("GetKeysValues", context)
+        for sent, (key, value) in enumerate(self.node.snapshot()):
+            if fault is not None and fault.code is not None and sent == fault.after_items:
+                context.abort(fault.code, fault.details)
+            yield kv_pb2.KeyValue(key=key, value=value)
+
+    def GetServers(
+        self, request: kv_pb2.GetServersRequest, context: grpc.ServicerContext
+    ) -> kv_pb2.GetServersResponse:
+        self._fault("GetServers", context)
+        return kv_pb2.GetServersResponse(
+            servers=[kv_pb2.Server(**server) for server in self.node.servers()]
+        )
+
+
+# gRPC code -> HTTP status of the real server's error table.
+_HTTP_STATUS = {
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.FAILED_PRECONDITION: 503,  # "no leader known"
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.INTERNAL: 500,
+}
+
+
+def _handler_for(node: FakeNode) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are separate writes
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        # -- plumbing ---------------------------------------------------------
+
+        def _send(
+            self,
+            status: int,
+            body: bytes = b"",
+            content_type: str = "application/octet-stream",
+            headers: dict[str, str] | None = None,
+        ) -> None:
+            self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            if status != 204:
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if status != 204:
+                self.wfile.write(body)
+
+        def _error(self, status: int, code: str, message: str) -> None:
+            body = json.dumps({"error": {"code": code, "message": message}}).encode()
+            self._send(status, body, "application/json")
+
+        def _fault(self, method: str) -> Fault | None:
+            fault = node.take_fault(method)
+            if fault is None:
+                return None
+            if fault.leader is not None:
+                target = f"http://{fault.leader.http_addr}{self.path}"
+                self._send(
+                    307,
+                    b"",
+                    headers={
+                        "Location": target,
+                        LEADER_HTTP_HEADER: fault.leader.http_addr,
+                        LEADER_RPC_HEADER: fault.leader.rpc_addr,
+                    },
+                )
+                return fault
+            if fault.code is not None and fault.after_items is None:
+                self._error(_HTTP_STATUS.get(fault.code, 500), fault.code.name, fault.details)
+            return fault
+
+        def _answered(self, fault: Fault | None) -> bool:
+            return fault is not None and (
+                fault.leader is not None or (fault.code is not None and fault.after_items is None)
+            )
+
+        def _route(self) -> tuple[str, dict[str, list[str]]]:
+            parts = urlsplit(self.path)
+            return unquote(parts.path), parse_qs(parts.query)
+
+        def _body(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length)
+
+        # -- routes -------------------------------------------------------------
+
+        def do_PUT(self) -> None:
+            path, query = self._route()
+            body = self._body()
+            if self._answered(self._fault("Put")):
+                return
+            key = path.removeprefix("/v1/")
+            ttl = float(query["ttl"][0]) if "ttl" in query else None
+            node.put(key, body, ttl)
+            self._send(201, b"")
+
+        def do_DELETE(self) -> None:
+            path, _ = self._route()
+            if self._answered(self._fault("Delete")):
+                return
+            if node.delete(path.removeprefix("/v1/")):
+                self._send(204)
+            else:
+                self._error(404, "NOT_FOUND", "key not found")
+
+        def do_GET(self) -> None:
+            path, query = self._route()
+            if path == "/v1/util/keys":
+                self._keys(query)
+            elif path == "/v1/util/items":
+                self._items()
+            elif path == "/v1/util/servers":
+                if not self._answered(self._fault("GetServers")):
+                    self._send(200, json.dumps(node.servers()).encode(), "application/json")
+            else:
+                if self._answered(self._fault("Get")):
+                    return
+                node.consistency_seen.append(query.get("consistency", ["default"])[0])
+                value = node.get(path.removeprefix("/v1/"))
+                if value is None:
+                    self._error(404, "NOT_FOUND", "key not found")
+                else:
+                    self._send(200, value)
+
+        def _keys(self, query: dict[str, list[str]]) -> None:
+            if self._answered(self._fault("GetKeys")):
+                return
+            node.consistency_seen.append(query.get("consistency", ["default"])[0])
+            keys = [key for key, _ in node.snapshot()]
+            if "text/plain" in (self.headers.get("Accept") or ""):
+                self._send(200, ",".join(keys).encode(), "text/plain")
+            else:
+                self._send(200, json.dumps(keys).encode(), "application/json")
+
+        def _items(self) -> None:
+            fault = self._fault("GetKeysValues")
+            if self._answered(fault):
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for sent, (key, value) in enumerate(node.snapshot()):
+                if fault is not None and fault.code is not None and sent == fault.after_items:
+                    # Cut the connection mid-stream, as a dying server would.
+                    self.close_connection = True
+                    self.wfile.flush()
+                    self.connection.shutdown(2)
+                    return
+                line = json.dumps({"key": key, "value": base64.b64encode(value).decode()})
+                self._chunk(line.encode() + b"\n")
+            self._chunk(b"")
+
+        def _chunk(self, data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+    return Handler
+
+
+__all__ = ["METHODS", "FakeNode", "Fault"]
