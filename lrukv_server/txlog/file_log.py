@@ -147,7 +147,8 @@ class FileTransactionLog:
             for name in os.listdir(self._dir):
                 if name.startswith(os.path.basename(self._path) + ".") and name.endswith(".tmp"):
                     os.unlink(os.path.join(self._dir, name))  # left by a crash mid-compaction
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # O_APPEND: every write lands at the end, whatever the file position.
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise LogOpenError(f"transaction log {self._path}: cannot open: {exc}") from None
         try:
@@ -460,7 +461,8 @@ class FileTransactionLog:
         """Replace the log by a header with *base_seq* and the bytes [start, stop)
         of the current one; switch to it. I/O lock held (or during open)."""
         tmp = self._path + ".compact.tmp"
-        new_fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
+        new_fd = os.open(tmp, flags, 0o644)
         try:
             fcntl.flock(new_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.write(new_fd, fmt.encode_header(base_seq))
@@ -483,7 +485,6 @@ class FileTransactionLog:
             raise
         os.close(self._fd)
         self._fd = new_fd
-        os.lseek(new_fd, 0, os.SEEK_END)
         self._base = base_seq
         self._size = fmt.FILE_HEADER.size + (stop - start)
         self._synced_seq = self._written_seq = max(self._written_seq, self._synced_seq)
@@ -542,6 +543,11 @@ class FileTransactionLog:
             finally:
                 os.close(self._fd)  # also releases the flock
                 self._fd = -1
+            if self._failure is not None and self._last_seq > self._synced_seq:
+                raise LogUnavailable(
+                    f"{self._refusal()}; {self._last_seq - self._synced_seq} events taken "
+                    "before the failure may not be durable (their writers were refused)"
+                )
 
     def __enter__(self) -> FileTransactionLog:
         return self
