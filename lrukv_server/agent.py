@@ -1,0 +1,233 @@
+"""The Agent: the one place where a node's parts are built and wired together.
+
+``start()`` runs the setup steps in order; each step that acquires something
+registers how to release it, and ``shutdown()`` releases in reverse order. If a
+step fails, what was already set up is released before the error propagates.
+
+Setup order, and why:
+
+1. bind the gRPC port        fail fast on a taken port, before a long log replay
+2. open the store            a ShardedMap, or the transaction log's LoggedStore
+                             (replays the log); the service closes it
+3. the KVService             LocalService over the store (a ReplicatedService later)
+4. start gRPC                KV + grpc.health.v1 + reflection
+5. the HTTP app              the Flask app; gunicorn serves it
+6. health monitor            mirrors the service's readiness into grpc.health.v1
+
+Shutdown: ``begin_shutdown()`` (safe to call from a signal handler: it only sets
+an event) makes a helper thread stop gRPC from accepting calls while in-flight
+ones drain; gunicorn drains HTTP meanwhile. ``shutdown()`` then waits for gRPC
+to finish and closes the service, which closes the store and flushes the
+transaction log. The Agent runs inside the gunicorn worker, never in the master
+(gRPC and fork do not mix, and the store must live where requests are served).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from flask import Flask
+
+from lrukv_server.api.grpc_server import GrpcServer, format_addr
+from lrukv_server.api.http_app import create_app
+from lrukv_server.config import ConfigError, ServerConfig
+from lrukv_server.service.base import KVService, ServerInfo
+from lrukv_server.service.local import LocalService, Store
+
+__all__ = ["Agent", "ServiceWrapper", "advertised_host"]
+
+log = logging.getLogger(__name__)
+
+ServiceWrapper = Callable[[KVService], KVService]
+"""Wraps the service the APIs call (used by tests to inject faults)."""
+
+_HEALTH_POLL_SECONDS = 1.0
+_TXLOG_OFF = frozenset({"", "off", "none", "false", "no", "0"})
+
+
+def advertised_host(bind_host: str) -> str:
+    """The host to tell clients: the bind address, or this machine's name when the
+    server listens on every interface (0.0.0.0 / ::), which no client can dial."""
+    if bind_host in ("0.0.0.0", "::", ""):
+        return socket.gethostname()
+    return bind_host
+
+
+class Agent:
+    """Builds, runs and stops one node. See the module docstring for the steps.
+
+    ``http_addr`` is the ``host:port`` the HTTP listener is bound to (the
+    process host binds it; with port 0 only it knows the port).
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        http_addr: str,
+        service_wrapper: ServiceWrapper | None = None,
+    ) -> None:
+        self.config = config
+        self.http_addr = http_addr
+        self._service_wrapper = service_wrapper
+        self._releases: list[tuple[str, Callable[[], None]]] = []
+        self._draining = threading.Event()
+        self._quick = False
+        self._stopping = threading.Event()
+        self._shut_down = False
+        self._lock = threading.Lock()
+        self.grpc: GrpcServer | None = None
+        self.service: KVService | None = None
+        self.wsgi_app: Flask | None = None
+        self.store_description = ""
+
+    # ---------------------------------------------------------------- setup
+
+    def start(self) -> None:
+        """Run every setup step; on failure release what was set up, then raise."""
+        try:
+            grpc_server = self._bind_grpc()
+            store = self._open_store()
+            service = self._make_service(store, grpc_server.port)
+            self._start_grpc(grpc_server, service)
+            self._make_http_app(service)
+            self._start_health_monitor(grpc_server, service)
+        except BaseException:
+            self._release_all()
+            raise
+
+    def _on_shutdown(self, name: str, release: Callable[[], None]) -> None:
+        self._releases.append((name, release))
+
+    def _bind_grpc(self) -> GrpcServer:
+        cfg = self.config
+        server = GrpcServer(
+            host=cfg.host,
+            port=cfg.grpc.port,
+            workers=cfg.grpc.workers,
+            max_value_bytes=cfg.max_value_bytes,
+            max_key_bytes=cfg.store.max_key_bytes,
+        )
+        server.bind()
+        self.grpc = server
+        # Stopping an unstarted server releases its port. Once started, the drain
+        # registered by _start_grpc runs before the service closes; this is then a no-op.
+        self._on_shutdown("gRPC port", lambda: server.begin_stop(0))
+        return server
+
+    def _open_store(self) -> Store:
+        cfg = self.config
+        store = cfg.store.build()
+        spec = cfg.db_logger.strip().lower()
+        if spec in _TXLOG_OFF:
+            self.store_description = (
+                f"{cfg.store.shards} shards x {cfg.store.items_per_shard} items, "
+                "transaction log off"
+            )
+            return store
+        # WIRING POINT (issue 3): when lrukv_server.txlog lands, open the log here:
+        #   txcfg = TxLogConfig.from_flag(cfg.db_logger)
+        #   log = open_log(txcfg, resolve_data_dir(cfg), cfg.node_id)   # replays
+        #   store = LoggedStore(store, log); register its close
+        # Until then a log that was asked for is refused, never silently skipped.
+        raise ConfigError(
+            f"transaction log {cfg.db_logger!r} requested, but this build has no "
+            "transaction log backends yet; run with -d off"
+        )
+
+    def _make_service(self, store: Store, grpc_port: int) -> KVService:
+        cfg = self.config
+        host = advertised_host(cfg.host)
+        http_port = self.http_addr.rsplit(":", 1)[1]
+        node = ServerInfo(
+            id=cfg.node_id,
+            rpc_addr=format_addr(host, grpc_port),
+            http_addr=f"{format_addr(host, int(http_port))}",
+            is_leader=True,
+        )
+        local = LocalService(store, node=node)
+        self._on_shutdown("service (closes the store and its log)", local.close)
+        service: KVService = local
+        if self._service_wrapper is not None:
+            service = self._service_wrapper(local)
+        self.service = service
+        return service
+
+    def _start_grpc(self, server: GrpcServer, service: KVService) -> None:
+        server.start(service)
+        self._on_shutdown("gRPC server (drains in-flight calls)", lambda: self._stop_grpc(server))
+        # A helper thread, so begin_shutdown() can be called from a signal handler.
+        watcher = threading.Thread(
+            target=self._stop_grpc_when_draining, args=(server,), name="lrukv-drain", daemon=True
+        )
+        watcher.start()
+
+    def _make_http_app(self, service: KVService) -> None:
+        self.wsgi_app = create_app(
+            service,
+            max_value_bytes=self.config.max_value_bytes,
+            is_draining=self._draining.is_set,
+        )
+
+    def _start_health_monitor(self, server: GrpcServer, service: KVService) -> None:
+        def monitor() -> None:
+            serving = True
+            while not self._stopping.wait(_HEALTH_POLL_SECONDS):
+                try:
+                    ready = service.health().ready and not self._draining.is_set()
+                except Exception:
+                    log.exception("health check failed")
+                    ready = False
+                if ready != serving and not self._draining.is_set():
+                    server.set_serving(ready)
+                    log.warning("node is %s", "ready again" if ready else "NOT ready")
+                    serving = ready
+
+        thread = threading.Thread(target=monitor, name="lrukv-health", daemon=True)
+        thread.start()
+        self._on_shutdown("health monitor", self._stopping.set)
+
+    # ------------------------------------------------------------- shutdown
+
+    def begin_shutdown(self, *, quick: bool = False) -> None:
+        """Stop taking new gRPC calls and report not-ready; returns at once.
+
+        Only sets flags and an event, so it is safe in a signal handler. With
+        ``quick`` in-flight gRPC calls are cancelled instead of drained.
+        """
+        self._quick = self._quick or quick
+        self._draining.set()
+
+    def _stop_grpc_when_draining(self, server: GrpcServer) -> None:
+        self._draining.wait()
+        server.begin_stop(0 if self._quick else self.config.drain_timeout)
+
+    def _stop_grpc(self, server: GrpcServer) -> None:
+        server.begin_stop(0 if self._quick else self.config.drain_timeout)
+        if not server.wait_stopped(self.config.drain_timeout + 1):
+            log.warning("gRPC calls still running after the drain timeout were cancelled")
+
+    def shutdown(self) -> None:
+        """Drain gRPC (HTTP is drained by gunicorn before this runs), then release
+        everything in reverse setup order. Idempotent; never raises."""
+        self.begin_shutdown()
+        self._release_all()
+
+    def _release_all(self) -> None:
+        with self._lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
+        self._draining.set()
+        started = time.monotonic()
+        for name, release in reversed(self._releases):
+            try:
+                release()
+            except Exception:
+                log.exception("error while stopping the %s", name)
+        self._releases.clear()
+        log.info("stopped in %.2fs", time.monotonic() - started)

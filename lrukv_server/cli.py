@@ -1,0 +1,96 @@
+"""``lrukv-server``: parse the settings, set up logging, bind, and run gunicorn + the Agent.
+
+Exit status: 0 after a graceful shutdown; 2 for bad settings; 1 when the HTTP
+address cannot be bound; 3 when the worker cannot start (the gRPC address is
+taken, the transaction log cannot be opened…). The error is one line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from lrukv_server.agent import ServiceWrapper
+from lrukv_server.config import ConfigError, LogMode, ServerConfig, load_config
+from lrukv_server.gunicorn_app import LrukvApplication, bind_http, process_started_at
+
+__all__ = ["configure_logging", "main"]
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: what log shippers expect in production."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(mode: LogMode) -> None:
+    """prod: JSON lines at INFO; development: readable lines at INFO; debug: at DEBUG.
+    Everything goes to stderr; stdout carries only the start-up lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    if mode is LogMode.PROD:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+        )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if mode is LogMode.DEBUG else logging.INFO)
+
+
+def _warn_not_implemented(config: ServerConfig) -> None:
+    missing = config.observability.not_implemented
+    if missing:
+        names = " and ".join(f"--{name}" for name in missing)
+        print(
+            f"lrukv-server: warning: {names} accepted but not implemented in this version; "
+            "nothing is exported",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def main(
+    argv: Sequence[str] | None = None, *, service_wrapper: ServiceWrapper | None = None
+) -> int:
+    """Run the server until it is stopped; return the exit status.
+
+    ``service_wrapper`` wraps the KVService the APIs call; tests use it to
+    inject faults into the real process. The ``lrukv-server`` script passes none.
+    """
+    started_at = process_started_at()
+    try:
+        config = load_config(argv)
+    except ConfigError as exc:
+        print(f"lrukv-server: error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.logging.mode)
+    _warn_not_implemented(config)
+
+    try:
+        http_socket = bind_http(config.host, config.http.port)
+    except OSError as exc:
+        print(f"lrukv-server: error: {exc}", file=sys.stderr)
+        return 1
+    app = LrukvApplication(
+        config, http_socket, service_wrapper=service_wrapper, started_at=started_at
+    )
+    try:
+        app.run()
+    except SystemExit as exc:  # gunicorn's master leaves through sys.exit
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0

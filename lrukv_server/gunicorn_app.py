@@ -1,0 +1,242 @@
+"""gunicorn, embedded: ``lrukv-server`` is one command that runs gunicorn's master
+and exactly one gthread worker, and the Agent inside that worker.
+
+Process layout::
+
+    master (this module's Arbiter)        worker (forked by the master)
+    - binds the HTTP socket               - builds the Agent: store, service,
+    - forwards SIGTERM/SIGINT               gRPC server, Flask app (load())
+    - restarts a worker that dies         - serves HTTP on its threads, gRPC on
+                                            the gRPC pool
+    - exits when the worker has exited    - on SIGTERM/SIGINT: stops accepting,
+                                            drains HTTP and gRPC, closes the store
+
+Why the store and gRPC live in the worker: the worker is where requests are
+served, and one worker means one store (several workers would be several
+different stores). gRPC must not be started before a fork, so the master never
+creates a gRPC object.
+
+If the worker dies (a crash, the OOM killer), the master starts a new one. Its
+store is rebuilt from the transaction log when one is on, and starts EMPTY
+otherwise; the new worker logs a warning saying which.
+
+Signals: SIGTERM and SIGINT (Ctrl-C) both shut down gracefully (gunicorn's own
+SIGINT is a quick shutdown; lrukv changes that so Ctrl-C never drops requests).
+A second SIGINT or a SIGQUIT during the drain makes it quick.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import socket
+import sys
+import time
+from types import FrameType
+from typing import Any
+
+from gunicorn import glogging
+from gunicorn import sock as gunicorn_sock
+from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.workers.gthread import ThreadWorker
+
+from lrukv_server.agent import Agent, ServiceWrapper
+from lrukv_server.api.grpc_server import format_addr
+from lrukv_server.config import LogMode, ServerConfig
+
+__all__ = ["LrukvApplication", "bind_http", "process_started_at"]
+
+log = logging.getLogger("lrukv_server")
+
+# After the drain, the worker still closes the store (flushing the log); the
+# master waits this much longer than the drain timeout before it kills the worker.
+_CLOSE_MARGIN_SECONDS = 10
+
+
+def bind_http(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """Bind and listen on the HTTP address in the master (port 0: a free port).
+
+    Binding here, not in gunicorn, gives one clear error at once instead of
+    gunicorn's five retries a second apart, and tells the real port before any
+    worker starts. Raises OSError naming the address.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=backlog)
+    except OSError as exc:
+        raise OSError(
+            f"cannot listen for HTTP on {format_addr(host, port)}: {exc.strerror or exc}"
+        ) from None
+
+
+def process_started_at() -> float:
+    """When this process started (epoch seconds), from /proc on Linux, so the
+    start-up time reported includes the interpreter's start and the imports;
+    elsewhere, now."""
+    try:
+        with open("/proc/self/stat", "rb") as stat_file:
+            fields = stat_file.read().rsplit(b")", 1)[1].split()
+        with open("/proc/uptime", "rb") as uptime_file:
+            uptime = float(uptime_file.read().split()[0])
+        ticks = os.sysconf("SC_CLK_TCK")
+        return time.time() - uptime + int(fields[19]) / ticks
+    except (OSError, ValueError, IndexError):
+        return time.time()
+
+
+class _Logger(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's logger, sending its lines through Python logging's root handler
+    so they get lrukv's format (JSON in prod)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.propagate = True
+
+
+class LrukvWorker(ThreadWorker):  # type: ignore[misc]
+    """The gthread worker, with graceful SIGINT and the Agent told about shutdowns."""
+
+    def init_signals(self) -> None:
+        super().init_signals()
+        # gunicorn's worker exits at once on SIGINT; Ctrl-C in a terminal reaches
+        # the worker too, and must drain like SIGTERM.
+        signal.signal(signal.SIGINT, self.handle_exit)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        agent = getattr(self.app, "agent", None)
+        if agent is not None:
+            agent.begin_shutdown()
+
+    def handle_quit(self, sig: int, frame: FrameType | None) -> None:
+        agent = getattr(self.app, "agent", None)
+        if agent is not None:
+            agent.begin_shutdown(quick=True)
+        super().handle_quit(sig, frame)
+
+
+class _Arbiter(Arbiter):  # type: ignore[misc]
+    """gunicorn's master, using the socket lrukv bound and draining on SIGINT."""
+
+    def __init__(self, app: LrukvApplication) -> None:
+        super().__init__(app)
+        self._lrukv_app = app
+
+    def start(self) -> None:
+        if not self.LISTENERS:  # type: ignore[has-type]
+            fd = self._lrukv_app.http_socket.detach()
+            self.LISTENERS = gunicorn_sock.create_sockets(self.cfg, self.log, [fd])
+        super().start()
+
+    def handle_int(self) -> None:
+        self.handle_term()
+
+    def stop(self, graceful: bool = True) -> None:
+        # The worker uses graceful_timeout for its HTTP drain (it read the config
+        # when it forked); the master's wait must also cover closing the store.
+        limit = self._lrukv_app.config.drain_timeout + _CLOSE_MARGIN_SECONDS
+        self.cfg.set("graceful_timeout", math.ceil(limit))
+        super().stop(graceful)
+
+
+class LrukvApplication(BaseApplication):  # type: ignore[misc]
+    """``lrukv-server`` as a gunicorn application: one gthread worker running the Agent."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        http_socket: socket.socket,
+        *,
+        service_wrapper: ServiceWrapper | None = None,
+        started_at: float | None = None,
+    ) -> None:
+        self.config = config
+        self.http_socket = http_socket
+        host, port = http_socket.getsockname()[:2]
+        self.http_addr = format_addr(host, port)
+        self.service_wrapper = service_wrapper
+        self.started_at = process_started_at() if started_at is None else started_at
+        self.agent: Agent | None = None
+        self.worker_deaths = 0  # counted in the master, seen by the next worker after fork
+        super().__init__()
+
+    def load_config(self) -> None:
+        cfg = self.config
+        mode = cfg.logging.mode
+        settings: dict[str, Any] = {
+            "bind": [self.http_addr],
+            "workers": 1,
+            "worker_class": LrukvWorker,
+            "threads": cfg.http.threads,
+            # Connections beyond the threads wait in keep-alive, not in the kernel.
+            "worker_connections": max(1000, cfg.http.threads * 4),
+            "graceful_timeout": math.ceil(cfg.drain_timeout),
+            "timeout": 30,
+            "keepalive": 5,
+            "proc_name": "lrukv-server",
+            "logger_class": _Logger,
+            "loglevel": {LogMode.PROD: "warning", LogMode.DEVELOPMENT: "info"}.get(mode, "debug"),
+            "errorlog": "-",
+            "accesslog": None if mode is LogMode.PROD else "-",
+            # A percent-encoded key of max_key_bytes takes up to 3 bytes per byte;
+            # 8190 is gunicorn's maximum. Longer keys need gRPC.
+            "limit_request_line": 8190,
+            "control_socket_disable": True,
+            "post_worker_init": self._post_worker_init,
+            "worker_exit": self._worker_exit,
+            "child_exit": self._child_exit,
+        }
+        for name, value in settings.items():
+            self.cfg.set(name, value)
+
+    def load(self) -> Any:
+        """Runs in the worker: build and start the Agent; return the WSGI app."""
+        if self.worker_deaths:
+            log.warning(
+                "the previous worker died; this one starts %s",
+                "by replaying the transaction log"
+                if self.config.db_logger.strip().lower() not in ("", "off")
+                else "with an EMPTY store (the transaction log is off)",
+            )
+        agent = Agent(self.config, http_addr=self.http_addr, service_wrapper=self.service_wrapper)
+        try:
+            agent.start()
+        except (OSError, ValueError) as exc:
+            # One clear line instead of a traceback; exit code 3 makes the master
+            # give up (gunicorn's "worker failed to boot") instead of retrying.
+            print(f"lrukv-server: error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+        self.agent = agent
+        return agent.wsgi_app
+
+    def _post_worker_init(self, worker: Any) -> None:
+        agent = self.agent
+        assert agent is not None and agent.grpc is not None
+        cfg = self.config
+        took = time.time() - self.started_at
+        lines = [
+            f"lrukv-server: node {cfg.node_id}: {agent.store_description}",
+            f"lrukv-server: HTTP listening on http://{self.http_addr}",
+            f"lrukv-server: gRPC listening on {agent.grpc.address}",
+            f"lrukv-server: ready {took:.2f}s after start (master pid {os.getppid()}, "
+            f"worker pid {os.getpid()})",
+        ]
+        print("\n".join(lines), flush=True)
+
+    def _worker_exit(self, server: Any, worker: Any) -> None:
+        # Also called in the master for a worker that vanished; only the worker has an Agent.
+        if self.agent is not None and worker.pid == os.getpid():
+            self.agent.shutdown()
+
+    def _child_exit(self, server: Any, worker: Any) -> None:
+        # In the master; a worker forked later inherits the count.
+        self.worker_deaths += 1
+
+    def run(self) -> None:
+        _Arbiter(self).run()
