@@ -1,0 +1,111 @@
+"""A writing process for the crash tests: ``python -m tests.txlog.proc_writer MODE DIR ARG``.
+
+Prints ``ack <key>`` (flushed) after each acknowledged put, so the parent knows
+exactly what was acknowledged before it kills this process.
+
+Modes:
+* ``write DIR POLICY``: 4 threads put until killed.
+* ``fill DIR BYTES``: the file size limit (RLIMIT_FSIZE) is BYTES, so the disk
+  "fills up"; put until refused, then try once more; print ``refused``.
+* ``compact DIR POINT``: put 60 keys, then compact and die (``os._exit``) at the
+  named step of compaction.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import sys
+import threading
+
+from lrukv import ShardedMap
+from lrukv_server.errors import LogUnavailable
+from lrukv_server.txlog import LoggedStore, TxLogConfig, file_log
+
+_print_lock = threading.Lock()
+
+
+def say(line: str) -> None:
+    with _print_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def open_store(data_dir: str, fsync: str = "always") -> LoggedStore:
+    config = TxLogConfig.from_flag("file", fsync=fsync, compact_after_events=None)
+    return LoggedStore.open(
+        config, ShardedMap(shards=4, items_per_shard=100_000), data_dir=data_dir, node_id="n"
+    )
+
+
+def write_forever(data_dir: str, policy: str) -> None:
+    store = open_store(data_dir, policy)
+
+    def writer(name: str) -> None:
+        i = 0
+        while True:
+            key = f"{name}-{i}"
+            store.put(key, key.encode())
+            say(f"ack {key}")
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(f"t{n}",), daemon=True) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    threads[0].join()  # runs until killed
+
+
+def fill(data_dir: str, limit: int) -> None:
+    store = open_store(data_dir)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG from write() instead of a signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    i = 0
+    try:
+        while True:
+            key = f"k{i}"
+            store.put(key, bytes(1000))
+            say(f"ack {key}")
+            i += 1
+    except LogUnavailable as exc:
+        say(f"refused {exc}")
+    try:
+        store.put("after", b"x")
+        say("accepted-after-failure")
+    except LogUnavailable:
+        say("refused-again")
+    say(f"health {store.log_health().ok}")
+
+
+def compact_and_die(data_dir: str, point: str) -> None:
+    store = open_store(data_dir)
+    for i in range(60):
+        store.put(f"k{i}", b"v%d" % i)
+        say(f"ack k{i}")
+    store.delete("k7")
+    say("deleted k7")
+
+    def crash(step: str) -> None:
+        if step == point:
+            os._exit(77)
+
+    file_log.crash_hook = crash
+    store.compact()
+    say("compacted")
+    store.close()
+
+
+def main() -> None:
+    mode, data_dir, arg = sys.argv[1:4]
+    if mode == "write":
+        write_forever(data_dir, arg)
+    elif mode == "fill":
+        fill(data_dir, int(arg))
+    elif mode == "compact":
+        compact_and_die(data_dir, arg)
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+    main()

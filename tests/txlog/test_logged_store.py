@@ -1,0 +1,182 @@
+"""LoggedStore: every acknowledged write is logged, in the order it was applied."""
+
+from __future__ import annotations
+
+import inspect
+import random
+import threading
+from pathlib import Path
+
+import pytest
+
+from lrukv import EvictionCause, InvalidKey, InvalidTTL, InvalidValue, ShardedMap, SnapshotMismatch
+from lrukv_server.errors import LogUnavailable
+from lrukv_server.txlog import (
+    FileTransactionLog,
+    LogEvent,
+    LoggedStore,
+    Op,
+    TxLogConfig,
+    recover,
+)
+from tests.pg import wait_until
+
+
+def logged(tmp_path: Path, store: ShardedMap | None = None) -> LoggedStore:
+    log = FileTransactionLog(tmp_path / "log")
+    return LoggedStore(
+        store if store is not None else ShardedMap(shards=2, items_per_shard=50), log
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["put", "get", "peek", "delete", "pop", "keys", "items", "values", "stats",
+             "expires_at", "touch", "check_put", "check_key"],
+)  # fmt: skip
+def test_methods_have_the_signatures_of_sharded_map(name: str) -> None:
+    ours = inspect.signature(getattr(LoggedStore, name))
+    theirs = inspect.signature(getattr(ShardedMap, name))
+    assert list(ours.parameters.values()) == list(theirs.parameters.values())
+
+
+def test_writes_are_logged_and_reads_are_not(tmp_path: Path) -> None:
+    store = logged(tmp_path)
+    store.put("a", b"1")
+    store.put("b", b"2", 60.0)
+    assert store.get("a") == b"1"
+    assert store.peek("b") == b"2"
+    assert store.delete("a") is True
+    assert store.delete("a") is False  # absent: nothing to log
+    assert store.pop("b") == b"2"
+    events = list(store.log.replay())
+    assert [(e.op, e.key) for e in events] == [
+        (Op.PUT, "a"),
+        (Op.PUT, "b"),
+        (Op.DELETE, "a"),
+        (Op.DELETE, "b"),
+    ]
+    assert events[1].expires_at is not None
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "ttl", "error"),
+    [("", b"v", None, InvalidKey), ("k", "text", None, InvalidValue), ("k", b"v", -1, InvalidTTL)],
+)
+def test_rejected_input_is_never_logged(
+    tmp_path: Path, key: str, value: bytes, ttl: float | None, error: type[Exception]
+) -> None:
+    store = logged(tmp_path)
+    with pytest.raises(error):
+        store.put(key, value, ttl)
+    with pytest.raises(InvalidKey):
+        store.delete("")
+    assert store.log.last_seq == 0
+    store.close()
+
+
+def test_when_the_log_refuses_the_store_is_unchanged(tmp_path: Path) -> None:
+    store = logged(tmp_path)
+    store.put("kept", b"1")
+    store.log.close()  # the log can no longer take writes
+    with pytest.raises(LogUnavailable):
+        store.put("new", b"2")
+    with pytest.raises(LogUnavailable):
+        store.delete("kept")
+    assert store.get("new") is None
+    assert store.get("kept") == b"1"
+    assert not store.log_health().ok
+
+
+def test_concurrent_writers_are_logged_in_the_order_they_were_applied(tmp_path: Path) -> None:
+    """Replaying the log gives the very same store, recency and evictions included."""
+    live = logged(tmp_path, ShardedMap(shards=3, items_per_shard=10))
+
+    def writer(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(300):
+            key = f"k{rng.randrange(60)}"
+            if rng.random() < 0.2:
+                live.delete(key)
+            else:
+                live.put(key, b"%d" % rng.randrange(1000))
+
+    threads = [threading.Thread(target=writer, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    live.close()
+    replayed = ShardedMap(shards=3, items_per_shard=10)
+    with FileTransactionLog(tmp_path / "log") as log:
+        recover(replayed, log)
+    assert replayed.snapshot() == live.snapshot()
+
+
+def test_an_eviction_callback_error_still_leaves_the_write_logged(tmp_path: Path) -> None:
+    def on_evict(key: str, value: bytes, cause: EvictionCause) -> None:
+        raise RuntimeError(f"observer failed on {key}")
+
+    store = logged(tmp_path, ShardedMap(shards=1, items_per_shard=1, on_evict=on_evict))
+    store.put("a", b"1")
+    with pytest.raises(RuntimeError, match="observer failed on a"):
+        store.put("b", b"2")
+    assert store.get("b") == b"2"
+    assert list(store.log.replay())[-1] == LogEvent(2, Op.PUT, "b", b"2")
+    store.close()
+
+
+def test_open_recovers_and_expiry_times_are_kept(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    config = TxLogConfig.from_flag("file", fsync="never")
+    store = LoggedStore.open(
+        config, ShardedMap(clock=lambda: now[0]), data_dir=tmp_path, node_id="n"
+    )
+    store.put("session", b"token", ttl=30)
+    store.put("forever", b"x")
+    store.close()
+    now[0] += 10  # restarted ten seconds later: the key still expires at the same moment
+    again = LoggedStore.open(
+        config, ShardedMap(clock=lambda: now[0]), data_dir=tmp_path, node_id="n"
+    )
+    assert again.expires_at("session") == 1_000_030.0
+    assert again.get("forever") == b"x"
+    assert again.recovery is not None
+    assert again.recovery.puts == 2
+    again.close()
+
+
+def test_compaction_runs_in_the_background_after_enough_writes(tmp_path: Path) -> None:
+    config = TxLogConfig.from_flag("file", compact_after_events=50)
+    store = LoggedStore.open(config, ShardedMap(), data_dir=tmp_path, node_id="n")
+    for i in range(120):
+        store.put(f"k{i % 70}", b"%d" % i)
+    log = store.log
+    assert isinstance(log, FileTransactionLog)
+    wait_until(lambda: log.load_snapshot() is not None, what="a background compaction")
+    expected = store.snapshot()
+    store.close()
+    again = LoggedStore.open(config, ShardedMap(), data_dir=tmp_path, node_id="n")
+    assert again.snapshot() == expected
+    assert again.recovery is not None
+    assert again.recovery.snapshot_seq is not None
+    assert again.recovery.replayed < 120
+    assert again.log_health().ok
+    again.close()
+
+
+def test_a_snapshot_of_another_geometry_is_refused(tmp_path: Path) -> None:
+    config = TxLogConfig.from_flag("file")
+    store = LoggedStore.open(config, ShardedMap(shards=4), data_dir=tmp_path, node_id="n")
+    store.put("k", b"v")
+    store.compact()
+    store.close()
+    with pytest.raises(SnapshotMismatch):
+        LoggedStore.open(config, ShardedMap(shards=5), data_dir=tmp_path, node_id="n")
+    # the failed start released the log: the right geometry still opens it
+    LoggedStore.open(config, ShardedMap(shards=4), data_dir=tmp_path, node_id="n").close()
+
+
+def test_open_with_the_log_off_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="off"):
+        LoggedStore.open(TxLogConfig(), ShardedMap(), data_dir=tmp_path, node_id="n")
