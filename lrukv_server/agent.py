@@ -34,9 +34,10 @@ from flask import Flask
 
 from lrukv_server.api.grpc_server import GrpcServer, format_addr
 from lrukv_server.api.http_app import create_app
-from lrukv_server.config import ConfigError, ServerConfig
+from lrukv_server.config import ServerConfig, resolve_data_dir
 from lrukv_server.service.base import KVService, ServerInfo
 from lrukv_server.service.local import LocalService, Store
+from lrukv_server.txlog import Backend, LoggedStore
 
 __all__ = ["Agent", "ServiceWrapper", "advertised_host"]
 
@@ -46,7 +47,6 @@ ServiceWrapper = Callable[[KVService], KVService]
 """Wraps the service the APIs call (used by tests to inject faults)."""
 
 _HEALTH_POLL_SECONDS = 1.0
-_TXLOG_OFF = frozenset({"", "off", "none", "false", "no", "0"})
 
 
 def advertised_host(bind_host: str) -> str:
@@ -122,22 +122,18 @@ class Agent:
     def _open_store(self) -> Store:
         cfg = self.config
         store = cfg.store.build()
-        spec = cfg.db_logger.strip().lower()
-        if spec in _TXLOG_OFF:
-            self.store_description = (
-                f"{cfg.store.shards} shards x {cfg.store.items_per_shard} items, "
-                "transaction log off"
-            )
+        geometry = f"{cfg.store.shards} shards x {cfg.store.items_per_shard} items"
+        if cfg.txlog.backend is Backend.OFF:
+            self.store_description = f"{geometry}, transaction log off"
             return store
-        # WIRING POINT (issue 3): when lrukv_server.txlog lands, open the log here:
-        #   txcfg = TxLogConfig.from_flag(cfg.db_logger)
-        #   log = open_log(txcfg, resolve_data_dir(cfg), cfg.node_id)   # replays
-        #   store = LoggedStore(store, log); register its close
-        # Until then a log that was asked for is refused, never silently skipped.
-        raise ConfigError(
-            f"transaction log {cfg.db_logger!r} requested, but this build has no "
-            "transaction log backends yet; run with -d off"
-        )
+        data_dir = resolve_data_dir(cfg)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # Replays the log into the store before anything is served.
+        logged = LoggedStore.open(cfg.txlog, store, data_dir=data_dir, node_id=cfg.node_id)
+        # The service closes it; this covers a failure before the service exists.
+        self._on_shutdown("transaction log", logged.close)
+        self.store_description = f"{geometry}, {cfg.txlog.describe()}; {logged.recovery}"
+        return logged
 
     def _make_service(self, store: Store, grpc_port: int) -> KVService:
         cfg = self.config

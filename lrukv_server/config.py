@@ -32,6 +32,7 @@ from typing import Any
 
 from lrukv import StoreConfig, __version__
 from lrukv.errors import InvalidConfig
+from lrukv_server.txlog.config import TxLogConfig
 
 __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
@@ -146,8 +147,9 @@ def _default_store() -> StoreConfig:
 class ServerConfig:
     """Everything ``lrukv-server`` runs with. ``validate()`` returns self or raises ConfigError.
 
-    ``db_logger`` is the ``-d`` value (off | file | file:/path | postgresql://DSN),
-    parsed by the transaction log package into its own config at start.
+    ``txlog`` is built from the ``-d`` value (off | file | file:/path |
+    postgresql://DSN) and ``--txlog-fsync`` by the transaction log package's
+    own parser (``TxLogConfig.from_flag``).
     """
 
     store: StoreConfig = field(default_factory=_default_store)
@@ -155,7 +157,7 @@ class ServerConfig:
     grpc: GrpcConfig = field(default_factory=GrpcConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
-    db_logger: str = "off"
+    txlog: TxLogConfig = field(default_factory=TxLogConfig)
     host: str = "127.0.0.1"
     data_dir: str = "lrukv-data"
     node_id: str = "node-1"
@@ -198,8 +200,10 @@ class ServerConfig:
             raise ConfigError(
                 f"drain_timeout must be seconds in (0, 600], not {self.drain_timeout!r}"
             )
-        if not isinstance(self.db_logger, str):
-            raise ConfigError(f"db_logger must be a string, not {self.db_logger!r}")
+        try:
+            self.txlog.validate()
+        except ValueError as exc:
+            raise ConfigError(f"txlog: {exc}") from None
         return self
 
     @property
@@ -330,9 +334,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("store", "max_bytes", ("--max-bytes",), parse_optional_size,
             "byte budget of keys plus values, split evenly across shards (default 0: none)",
             (int,), "BYTES"),
-    Setting("", "db_logger", ("-d", "--db-logger", "--dbLogger"), parse_str,
-            "transaction log: off | file | file:/path | postgresql://DSN (default off)",
-            (str,), "LOG"),
+    Setting("txlog", "db_logger", ("-d", "--db-logger", "--dbLogger"), parse_str,
+            "transaction log: off | file | file:/path | postgresql://DSN (default off); "
+            "'postgres' takes the DSN from LRUKV_PG_DSN", (str,), "LOG"),
+    Setting("txlog", "fsync", ("--txlog-fsync",), parse_str,
+            "file log fsync policy: always | interval[:ms] | never (default always)",
+            (str,), "POLICY"),
     Setting("observability", "metrics", ("-m", "--metrics", "--isMetrics"), parse_bool,
             "Prometheus metrics (not implemented in this version)", (bool,), "BOOL",
             is_flag=True),
@@ -467,11 +474,20 @@ def load_config(
             )
         elif setting.dest in from_file:
             values[setting.dest] = _from_toml(setting, from_file[setting.dest], str(config_path))
-    return compose(values)
+    return compose(values, environ)
 
 
-def compose(values: Mapping[str, Any]) -> ServerConfig:
-    """Turn ``{dest: value}`` (see Setting.dest) into a validated ServerConfig."""
+def compose(values: Mapping[str, Any], env: Mapping[str, str] | None = None) -> ServerConfig:
+    """Turn ``{dest: value}`` (see Setting.dest) into a validated ServerConfig.
+    *env* is where the transaction log finds ``LRUKV_PG_DSN`` (default os.environ)."""
+    values = dict(values)
+    db_logger = values.pop("txlog__db_logger", None)
+    fsync = values.pop("txlog__fsync", None)
+    try:
+        txlog = TxLogConfig.from_flag(db_logger, env=env, fsync=fsync)
+    except ValueError as exc:
+        raise ConfigError(f"transaction log (-d {db_logger or 'off'}): {exc}") from None
+    values["txlog"] = txlog
     sections: dict[str, dict[str, Any]] = {}
     top: dict[str, Any] = {}
     for dest, value in values.items():

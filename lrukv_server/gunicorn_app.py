@@ -46,6 +46,7 @@ from gunicorn.workers.gthread import ThreadWorker
 from lrukv_server.agent import Agent, ServiceWrapper
 from lrukv_server.api.grpc_server import format_addr
 from lrukv_server.config import LogMode, ServerConfig
+from lrukv_server.txlog import Backend, TxLogError
 
 __all__ = ["LrukvApplication", "bind_http", "process_started_at"]
 
@@ -201,13 +202,13 @@ class LrukvApplication(BaseApplication):  # type: ignore[misc]
             log.warning(
                 "the previous worker died; this one starts %s",
                 "by replaying the transaction log"
-                if self.config.db_logger.strip().lower() not in ("", "off")
+                if self.config.txlog.backend is not Backend.OFF
                 else "with an EMPTY store (the transaction log is off)",
             )
         agent = Agent(self.config, http_addr=self.http_addr, service_wrapper=self.service_wrapper)
         try:
             agent.start()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TxLogError) as exc:
             # One clear line instead of a traceback; exit code 3 makes the master
             # give up (gunicorn's "worker failed to boot") instead of retrying.
             print(f"lrukv-server: error: {exc}", file=sys.stderr, flush=True)
