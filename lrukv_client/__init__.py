@@ -13,6 +13,7 @@ retries what is safe to retry under an overall deadline (see :class:`Retry`).
 b'Hello, key-value store!'
 """
 
+from lrukv_client.aio import AsyncClient, AsyncItemStream
 from lrukv_client.backoff import (
     AbstractBackoff,
     ConstantBackoff,
@@ -47,6 +48,8 @@ __all__ = [
     "DEFAULT_GRPC_SERVER",
     "DEFAULT_HTTP_SERVER",
     "AbstractBackoff",
+    "AsyncClient",
+    "AsyncItemStream",
     "Client",
     "Consistency",
     "ConstantBackoff",

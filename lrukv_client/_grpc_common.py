@@ -21,7 +21,7 @@ from lrukv_client.errors import (
     ValueTooLarge,
 )
 from lrukv_client.models import Consistency, ServerInfo, TLSConfig
-from lrukv_proto import LEADER_HTTP_METADATA, LEADER_RPC_METADATA
+from lrukv_proto import ERROR_CODE_METADATA, LEADER_HTTP_METADATA, LEADER_RPC_METADATA
 from lrukv_proto.v1 import kv_pb2
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "channel_credentials",
     "channel_options",
     "consistency_pb",
+    "error_from_rpc",
     "error_from_status",
     "server_info",
 ]
@@ -86,12 +87,39 @@ def server_info(server: kv_pb2.Server) -> ServerInfo:
 def error_from_status(
     code: grpc.StatusCode,
     details: str | None,
-    metadata: Iterable[tuple[str, str | bytes]] | None,
+    metadata: Iterable[Any] | None,
     *,
     target: str,
     key: str | None = None,
 ) -> LrukvClientError:
     """Translate a failed call's status into the client's exception."""
+    pairs = _text_metadata(metadata)
+    error = _error_from_status(code, details, pairs, target=target, key=key)
+    error.error_code = pairs.get(ERROR_CODE_METADATA)
+    return error
+
+
+def error_from_rpc(exc: grpc.RpcError, *, target: str, key: str | None = None) -> LrukvClientError:
+    """Translate a failed call of either the blocking or the asyncio API. Both
+    raise an RpcError that also has ``code()``, ``details()`` and
+    ``trailing_metadata()``; anything else is an unknown failure."""
+    code_of = getattr(exc, "code", None)
+    if not callable(code_of):
+        return error_from_status(grpc.StatusCode.UNKNOWN, str(exc), None, target=target, key=key)
+    code: grpc.StatusCode = code_of()
+    details: str | None = exc.details()
+    metadata = exc.trailing_metadata()
+    return error_from_status(code, details, metadata, target=target, key=key)
+
+
+def _error_from_status(
+    code: grpc.StatusCode,
+    details: str | None,
+    metadata: dict[str, str],
+    *,
+    target: str,
+    key: str | None,
+) -> LrukvClientError:
     message = f"{target}: {details or code.name}"
     if code == grpc.StatusCode.NOT_FOUND and key is not None:
         return KeyNotFound(key)
@@ -100,11 +128,10 @@ def error_from_status(
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return ValueTooLarge(message)
     if code == grpc.StatusCode.FAILED_PRECONDITION:
-        leader = _leader_metadata(metadata)
         return NotLeader(
             message,
-            leader_rpc=leader.get(LEADER_RPC_METADATA),
-            leader_http=leader.get(LEADER_HTTP_METADATA),
+            leader_rpc=metadata.get(LEADER_RPC_METADATA) or None,
+            leader_http=metadata.get(LEADER_HTTP_METADATA) or None,
         )
     # CANCELLED here was not our doing (we never surface our own cancels): the
     # server cancels calls when it shuts down, which is the same as unavailable.
@@ -119,11 +146,12 @@ def error_from_status(
     return ServerError(f"{message} ({code.name})", code=code.name)
 
 
-def _leader_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> dict[str, str]:
+def _text_metadata(metadata: Iterable[Any] | None) -> dict[str, str]:
+    """The trailing metadata we read, as text. Entries are ``(key, value)`` pairs
+    (plain tuples, or grpc's named ``_Metadatum`` tuples)."""
+    wanted = (LEADER_RPC_METADATA, LEADER_HTTP_METADATA, ERROR_CODE_METADATA)
     found: dict[str, str] = {}
     for name, value in metadata or ():
-        if name in (LEADER_RPC_METADATA, LEADER_HTTP_METADATA):
-            text = value.decode() if isinstance(value, bytes) else value
-            if text:
-                found[name] = text
+        if name in wanted:
+            found[name] = value.decode(errors="replace") if isinstance(value, bytes) else value
     return found

@@ -24,7 +24,7 @@ from lrukv_client._grpc_common import (
     channel_credentials,
     channel_options,
     consistency_pb,
-    error_from_status,
+    error_from_rpc,
     server_info,
 )
 from lrukv_client._targets import Targets, parse_servers
@@ -228,7 +228,7 @@ class Client:
             try:
                 return invoke(stub, attempt_timeout)
             except grpc.RpcError as exc:
-                raise _error(exc, target, key) from exc
+                raise error_from_rpc(exc, target=target, key=key) from exc
 
         return self._retry.call_with_retry(
             attempt,
@@ -246,14 +246,6 @@ class Client:
 
     def _failover(self, err: LrukvClientError) -> None:
         self._targets.fail_over()
-
-
-def _error(exc: grpc.RpcError, target: str, key: str | None = None) -> LrukvClientError:
-    if isinstance(exc, grpc.Call):
-        return error_from_status(
-            exc.code(), exc.details(), exc.trailing_metadata(), target=target, key=key
-        )
-    return error_from_status(grpc.StatusCode.UNKNOWN, str(exc), None, target=target, key=key)
 
 
 def _first_item(
@@ -281,7 +273,7 @@ def _first_item(
     except grpc.RpcError as exc:
         if timed_out.is_set():
             raise DeadlineExceeded(f"{target}: no item within {attempt_timeout:.3g} s") from exc
-        raise _error(exc, target) from exc
+        raise error_from_rpc(exc, target=target) from exc
     finally:
         if timer is not None:
             timer.cancel()
@@ -297,4 +289,4 @@ def _pairs(
         for item in pending:
             yield item.key, item.value
     except grpc.RpcError as exc:
-        raise _error(exc, target) from exc
+        raise error_from_rpc(exc, target=target) from exc

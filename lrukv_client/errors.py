@@ -43,13 +43,16 @@ class LrukvClientError(Exception):
     """Base class of every error the client SDK raises on purpose.
 
     ``message`` is the server's (or the transport's) explanation; ``attempts`` is
-    how many attempts the call made before it gave up (1 when it did not retry).
+    how many attempts the call made before it gave up (1 when it did not retry);
+    ``error_code`` is the server's precise reason when it sent one
+    (``"invalid_ttl"``, ``"log_unavailable"``…), else None.
     """
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
         self.attempts = 1
+        self.error_code: str | None = None
 
     def __str__(self) -> str:
         if self.attempts > 1:

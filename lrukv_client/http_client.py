@@ -419,8 +419,16 @@ def _leader_from(response: httpx.Response) -> tuple[str | None, str | None]:
 def _status_error(response: httpx.Response, target: str, key: str | None) -> LrukvClientError:
     """Translate a non-2xx answer into the client's exception (the HTTP twin of
     ``_grpc_common.error_from_status``)."""
-    status = response.status_code
     code, message = _error_body(response)
+    error = _error_from_status(response, code, message, target, key)
+    error.error_code = code
+    return error
+
+
+def _error_from_status(
+    response: httpx.Response, code: str | None, message: str, target: str, key: str | None
+) -> LrukvClientError:
+    status = response.status_code
     text = f"{target}: {message}"
     if status in _REDIRECTS:
         leader_rpc, leader_http = _leader_from(response)

@@ -9,8 +9,10 @@ What is retried, and why
 ------------------------
 * ``NotLeader`` naming a leader: the node did not apply the request, so it is
   sent to the leader at once, without sleeping. At most ``max_redirects`` hops
-  per call, so two nodes that each name the other cannot bounce a call forever
-  (``TooManyRedirects``).
+  in a row, so two nodes that each name the other cannot bounce a call forever
+  (``TooManyRedirects``). A backoff sleep starts a new row: a client that lost
+  its leader, went back to a seed and was redirected again is recovering, not
+  looping.
 * ``NotLeader`` without a leader (an election is running) and ``Unavailable``
   (refused or reset connections, a node shutting down, a transaction log down):
   retried after a backoff while the deadline allows.
@@ -65,7 +67,7 @@ class Retry:
     means no limit (then ``retries`` should be set).
     ``attempt_timeout``: seconds for one attempt; None means the rest of the
     deadline.
-    ``max_redirects``: leader redirects per call; 0 raises ``NotLeader`` to the caller.
+    ``max_redirects``: leader redirects in a row; 0 raises ``NotLeader`` to the caller.
     ``retry_writes``: also retry ``put``/``delete`` after ambiguous failures.
 
     >>> Retry.disabled().retries
@@ -225,6 +227,7 @@ class RetryCall:
         self.failures += 1
         if self.retry.retries is not None and self.failures > self.retry.retries:
             raise self._give_up(err)
+        self.redirects = 0
         delay = max(0.0, self.retry.backoff.compute(self.failures))
         if remaining is not None and delay >= remaining - _MIN_ATTEMPT_SECONDS:
             # Sleeping would spend the rest of the deadline: give up now, with the

@@ -115,11 +115,16 @@ class FakeNode:
         with self._lock:
             self._faults[method].extend([fault] * times)
 
-    def take_fault(self, method: str) -> Fault | None:
+    def take_fault(self, method: str, *, stale: bool = False) -> Fault | None:
+        """The scripted fault of this call, if any. Otherwise a follower behaves like
+        a real one: it sends writes and non-stale reads to its leader."""
         with self._lock:
             self.calls.append(method)
             queue = self._faults.get(method)
             fault = queue.popleft() if queue else None
+            follows = self.leader is not None and self.leader is not self
+        if fault is None and follows and method != "GetServers" and not stale:
+            return Fault(leader=self.leader)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
         return fault
@@ -203,8 +208,10 @@ class _Servicer(kv_pb2_grpc.KVServicer):
     def __init__(self, node: FakeNode) -> None:
         self.node = node
 
-    def _fault(self, method: str, context: grpc.ServicerContext) -> Fault | None:
-        fault = self.node.take_fault(method)
+    def _fault(
+        self, method: str, context: grpc.ServicerContext, consistency: int = 0
+    ) -> Fault | None:
+        fault = self.node.take_fault(method, stale=consistency == kv_pb2.CONSISTENCY_STALE)
         if fault is None:
             return None
         if fault.leader is not None:
@@ -226,7 +233,7 @@ class _Servicer(kv_pb2_grpc.KVServicer):
         return kv_pb2.PutResponse()
 
     def Get(self, request: kv_pb2.GetRequest, context: grpc.ServicerContext) -> kv_pb2.GetResponse:
-        self._fault("Get", context)
+        self._fault("Get", context, request.consistency)
         self.node.consistency_seen.append(_CONSISTENCY_NAMES[request.consistency])
         value = self.node.get(request.key)
         if value is None:
@@ -242,14 +249,14 @@ class _Servicer(kv_pb2_grpc.KVServicer):
     def GetKeys(
         self, request: kv_pb2.GetKeysRequest, context: grpc.ServicerContext
     ) -> kv_pb2.GetKeysResponse:
-        self._fault("GetKeys", context)
+        self._fault("GetKeys", context, request.consistency)
         self.node.consistency_seen.append(_CONSISTENCY_NAMES[request.consistency])
         return kv_pb2.GetKeysResponse(keys=[key for key, _ in self.node.snapshot()])
 
     def GetKeysValues(
         self, request: kv_pb2.GetKeysValuesRequest, context: grpc.ServicerContext
     ) -> Iterator[kv_pb2.KeyValue]:
-        fault = self._fault("GetKeysValues", context)
+        fault = self._fault("GetKeysValues", context, request.consistency)
         for sent, (key, value) in enumerate(self.node.snapshot()):
             if fault is not None and fault.code is not None and sent == fault.after_items:
                 context.abort(fault.code, fault.details)
@@ -308,7 +315,9 @@ def _handler_for(node: FakeNode) -> type[BaseHTTPRequestHandler]:
             self._send(status, body, "application/json")
 
         def _fault(self, method: str) -> Fault | None:
-            fault = node.take_fault(method)
+            _, query = self._route()
+            stale = query.get("consistency", [""])[0] == "stale"
+            fault = node.take_fault(method, stale=stale)
             if fault is None:
                 return None
             if fault.leader is not None:

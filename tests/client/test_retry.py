@@ -129,6 +129,16 @@ def test_redirects_are_bounded() -> None:
     assert isinstance(info.value.__cause__, NotLeader)
 
 
+def test_a_failure_between_redirects_starts_a_new_row() -> None:
+    # leader dies -> back to a seed -> redirected to the new leader: recovery, not a loop
+    fake = FakeTime()
+    hop = NotLeader(leader_rpc="b:1")
+    do, timeouts = scripted(hop, hop, Unavailable("leader died"), hop, hop, "ok")
+    retry = make_retry(fake, max_redirects=2)
+    assert retry.call_with_retry(do, redirect=lambda err: True) == "ok"
+    assert len(timeouts) == 6
+
+
 def test_max_redirects_zero_hands_not_leader_to_the_caller() -> None:
     fake = FakeTime()
     do, _ = scripted(NotLeader(leader_rpc="b:1"), "ok")
