@@ -1,0 +1,309 @@
+"""How fast is the transaction log: appends, replay, and puts through LoggedStore?
+
+    .venv/bin/python benchmarks/bench_txlog.py --pg-dsn postgresql://postgres@127.0.0.1:5432/test
+    .venv/bin/python benchmarks/bench_txlog.py --smoke    # seconds; writes to a temp dir
+
+The full run writes ``benchmarks/results/txlog.{json,md}``. Without ``--pg-dsn``
+the DSN comes from LRUKV_TEST_PG_DSN or LRUKV_PG_DSN; with none, PostgreSQL is
+reported as not measured. The log files go to a temp dir (``--dir`` to choose
+the disk). Every number is the median of ``--repeats`` runs (default 5).
+
+Questions and targets (from issue 3):
+  append   events/s of one writer doing append + sync per event (what each put
+           does), for the file log under fsync=always, interval:100, never, and
+           always with 8 writer threads (group commit); PostgreSQL batched: one
+           writer appending without waiting, then one flush. Target PG >= 20k/s.
+  replay   1M file events (100-byte values, 100k distinct keys): open (verify
+           every record), iterate ``replay()``, and full recovery into a
+           ShardedMap (open + replay + apply). Target: replay <= 5 s.
+  puts     LoggedStore.put with fsync=interval:100 against ShardedMap.put, same
+           keys (200k keys into a 100k-item store: most puts evict), interleaved
+           in one process. Target: >= 0.7x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from lrukv import ShardedMap
+from lrukv_server.txlog import FileTransactionLog, FsyncPolicy, LoggedStore, Op, recover
+
+RESULTS = Path(__file__).resolve().parent / "results"
+VALUE = b"v" * 100
+
+
+def median_of(repeats: int, run: Callable[[], float]) -> tuple[float, list[float]]:
+    samples = [run() for _ in range(repeats)]
+    return statistics.median(samples), samples
+
+
+# ------------------------------------------------------------------ appends
+
+
+def file_appends(
+    workdir: Path, policy: FsyncPolicy, events: int, threads: int = 1
+) -> Callable[[], float]:
+    def run() -> float:
+        path = workdir / f"append-{uuid.uuid4().hex}.log"
+        log = FileTransactionLog(path, fsync=policy, fsync_interval_ms=100)
+        per_thread = events // threads
+
+        def writer(name: int) -> None:
+            append, sync = log.append, log.sync
+            for i in range(per_thread):
+                sync(append(Op.PUT, f"w{name}-{i}", VALUE))
+
+        workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
+        started = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        took = time.perf_counter() - started
+        log.close()
+        path.unlink()
+        return per_thread * threads / took
+
+    return run
+
+
+def pg_appends(dsn: str, events: int) -> Callable[[], float]:
+    import psycopg
+    from psycopg import sql
+
+    from lrukv_server.txlog.pg_log import PostgresTransactionLog
+    from lrukv_server.txlog.pg_names import table_name
+
+    def drop_node_tables(dsn: str, node: str) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for name in (table_name(node), table_name(node) + "_snapshot"):
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+
+    def run() -> float:
+        node = f"bench-{uuid.uuid4().hex[:10]}"
+        log = PostgresTransactionLog(dsn, node, queue_size=20_000, batch_size=2_000)
+        try:
+            append = log.append
+            started = time.perf_counter()
+            for i in range(events):
+                append(Op.PUT, f"k{i}", VALUE)
+            log.flush()
+            took = time.perf_counter() - started
+            log.close()
+        finally:
+            drop_node_tables(dsn, node)
+        return events / took
+
+    return run
+
+
+# ------------------------------------------------------------------- replay
+
+
+def build_log(path: Path, events: int, keys: int) -> None:
+    with FileTransactionLog(path, fsync=FsyncPolicy.NEVER) as log:
+        append = log.append
+        for i in range(events):
+            append(Op.PUT, f"key-{i % keys}", VALUE)
+
+
+def replay_times(path: Path, keys: int) -> dict[str, float]:
+    started = time.perf_counter()
+    log = FileTransactionLog(path, fsync=FsyncPolicy.NEVER)
+    opened = time.perf_counter()
+    count = sum(1 for _ in log.replay())
+    iterated = time.perf_counter()
+    log.close()
+    log = FileTransactionLog(path, fsync=FsyncPolicy.NEVER)
+    store = ShardedMap(shards=10, items_per_shard=keys // 10)
+    rec_started = time.perf_counter()
+    recover(store, log)
+    recovered = time.perf_counter()
+    log.close()
+    assert count == log.last_seq
+    return {
+        "open_s": opened - started,
+        "iterate_s": iterated - opened,
+        "replay_s": iterated - started,
+        "recover_s": (recovered - rec_started) + (opened - started),
+    }
+
+
+# --------------------------------------------------------------------- puts
+
+
+def puts_ratio(workdir: Path, puts: int, repeats: int) -> dict[str, object]:
+    keys = [f"key-{i}" for i in range(puts)]
+    capacity = puts // 2
+
+    def plain() -> float:
+        store = ShardedMap(shards=10, items_per_shard=capacity // 10)
+        put = store.put
+        started = time.perf_counter()
+        for key in keys:
+            put(key, VALUE)
+        return puts / (time.perf_counter() - started)
+
+    def logged() -> float:
+        path = workdir / f"puts-{uuid.uuid4().hex}.log"
+        log = FileTransactionLog(path, fsync=FsyncPolicy.INTERVAL, fsync_interval_ms=100)
+        store = LoggedStore(ShardedMap(shards=10, items_per_shard=capacity // 10), log)
+        put = store.put
+        started = time.perf_counter()
+        for key in keys:
+            put(key, VALUE)
+        took = time.perf_counter() - started
+        store.close()
+        path.unlink()
+        return puts / took
+
+    plain_samples: list[float] = []
+    logged_samples: list[float] = []
+    for _ in range(repeats):  # interleaved, so machine noise hits both alike
+        plain_samples.append(plain())
+        logged_samples.append(logged())
+    plain_median = statistics.median(plain_samples)
+    logged_median = statistics.median(logged_samples)
+    return {
+        "plain_puts_per_s": plain_median,
+        "logged_puts_per_s": logged_median,
+        "ratio": logged_median / plain_median,
+        "plain_samples": plain_samples,
+        "logged_samples": logged_samples,
+    }
+
+
+# --------------------------------------------------------------------- main
+
+
+def find_dsn(given: str | None) -> str | None:
+    return given or os.environ.get("LRUKV_TEST_PG_DSN") or os.environ.get("LRUKV_PG_DSN")
+
+
+def render(results: dict[str, object]) -> str:
+    append = results["append"]
+    replay = results["replay"]
+    puts = results["puts"]
+    assert isinstance(append, dict) and isinstance(replay, dict) and isinstance(puts, dict)
+    lines = [
+        "# Transaction log benchmark",
+        "",
+        f"Command: `{results['command']}`  ",
+        f"Machine: {results['machine']}  ",
+        f"Medians of {results['repeats']} runs.",
+        "",
+        f"## Appends ({results['append_events']} events of 100-byte values)",
+        "",
+        "| backend | events/s |",
+        "|---|---:|",
+    ]
+    for name, value in append.items():
+        shown = f"{value:,.0f}" if isinstance(value, float) else str(value)
+        lines.append(f"| {name} | {shown} |")
+    lines += [
+        "",
+        f"## Replay of {replay['events']:,} file events ({replay['log_mb']:.0f} MB)",
+        "",
+        "| step | seconds |",
+        "|---|---:|",
+        f"| open (verify every record) | {replay['open_s']:.2f} |",
+        f"| iterate replay() | {replay['iterate_s']:.2f} |",
+        f"| **replay = open + iterate** (target <= 5 s) | **{replay['replay_s']:.2f}** |",
+        f"| recovery = open + replay + apply to ShardedMap | {replay['recover_s']:.2f} |",
+        "",
+        f"## Puts ({puts['puts']:,} keys into a {puts['capacity']:,}-item store)",
+        "",
+        "| store | puts/s |",
+        "|---|---:|",
+        f"| ShardedMap.put (in memory) | {puts['plain_puts_per_s']:,.0f} |",
+        f"| LoggedStore.put, file log, fsync=interval:100 | {puts['logged_puts_per_s']:,.0f} |",
+        f"| **ratio** (target >= 0.7) | **{puts['ratio']:.2f}** |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, temp output")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--pg-dsn", default=None)
+    parser.add_argument("--dir", default=None, help="where the log files go (default: temp)")
+    args = parser.parse_args()
+    smoke = args.smoke
+    repeats = args.repeats or (1 if smoke else 5)
+    append_events = 2_000 if smoke else 100_000
+    replay_events = 20_000 if smoke else 1_000_000
+    puts = 20_000 if smoke else 200_000
+    out_dir = Path(tempfile.mkdtemp(prefix="lrukv-bench-")) if smoke else RESULTS
+    workdir = Path(tempfile.mkdtemp(prefix="lrukv-txlog-bench-", dir=args.dir))
+    command = " ".join(["python", "benchmarks/bench_txlog.py", *sys.argv[1:]])
+    try:
+        append: dict[str, float | str] = {}
+        for label, policy, threads in [
+            ("file fsync=always, 1 writer", FsyncPolicy.ALWAYS, 1),
+            ("file fsync=always, 8 writers (group commit)", FsyncPolicy.ALWAYS, 8),
+            ("file fsync=interval:100, 1 writer", FsyncPolicy.INTERVAL, 1),
+            ("file fsync=never, 1 writer", FsyncPolicy.NEVER, 1),
+        ]:
+            events = append_events // 10 if policy is FsyncPolicy.ALWAYS else append_events
+            append[label], _ = median_of(repeats, file_appends(workdir, policy, events, threads))
+            print(f"append {label}: {append[label]:,.0f}/s", flush=True)
+        dsn = find_dsn(args.pg_dsn)
+        label = "PostgreSQL, batched (append all, then flush)"
+        if dsn:
+            append[label], _ = median_of(repeats, pg_appends(dsn, append_events))
+            print(f"append {label}: {append[label]:,.0f}/s", flush=True)
+        else:
+            append[label] = "not measured: no DSN"
+
+        path = workdir / "replay.log"
+        keys = min(100_000, replay_events // 10)
+        build_log(path, replay_events, keys)
+        runs = [replay_times(path, keys) for _ in range(repeats)]
+        replay: dict[str, float] = {
+            name: statistics.median(run[name] for run in runs) for name in runs[0]
+        }
+        replay["events"] = replay_events
+        replay["log_mb"] = path.stat().st_size / 1e6
+        print(f"replay {replay_events} events: {replay['replay_s']:.2f}s", flush=True)
+
+        ratio = puts_ratio(workdir, puts, repeats)
+        ratio.update(puts=puts, capacity=puts // 2)
+        print(f"puts ratio logged/plain: {ratio['ratio']:.2f}", flush=True)
+
+        results: dict[str, object] = {
+            "command": command,
+            "machine": f"{platform.python_implementation()} {platform.python_version()}, "
+            f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+            "repeats": repeats,
+            "append_events": append_events,
+            "append": append,
+            "replay": replay,
+            "puts": ratio,
+        }
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "txlog.json").write_text(json.dumps(results, indent=2) + "\n")
+        (out_dir / "txlog.md").write_text(render(results))
+        print(f"wrote {out_dir / 'txlog.md'}")
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(workdir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
