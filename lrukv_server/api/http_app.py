@@ -71,7 +71,7 @@ class _RestConverter(BaseConverter):
     """Everything after the prefix, slashes and emptiness included: the key rules
     are applied to the raw request target, not to Werkzeug's decoded path."""
 
-    regex = ".*"
+    regex = "(?s:.*)"  # newlines too: a %0A in a key must reach the key check
     part_isolating = False
 
 

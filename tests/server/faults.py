@@ -1,0 +1,202 @@
+"""A fake KVService, and a wrapper that makes any KVService fail on purpose.
+
+* :class:`FakeService` is a dict behind the KVService protocol that records the
+  arguments of each call: the handler tests run the HTTP and gRPC layers
+  against it, in process.
+* :class:`FaultyService` wraps a service and raises a chosen error when a call
+  names one of the :data:`FAULTS` keys. The error-table walk uses it in process
+  and, through tests/server/fault_server.py, inside the real ``lrukv-server``.
+
+Every row of ``lrukv_server.api.status.TABLE`` (and INTERNAL) has a fault key
+here; tests/server/test_status.py fails if a row is added without one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from lrukv.errors import (
+    InvalidArgument,
+    InvalidKey,
+    InvalidTTL,
+    InvalidValue,
+    KeyNotFound,
+    ValueTooLarge,
+)
+from lrukv_server.errors import InvalidRequest, LogUnavailable, NotLeader, Unavailable
+from lrukv_server.service.base import Consistency, Health, KVService, ServerInfo
+
+__all__ = [
+    "FAULTS",
+    "LEADER_HTTP",
+    "LEADER_RPC",
+    "MIDSTREAM_FAULT_KEY",
+    "SECRET",
+    "SLOW_KEY",
+    "Fault",
+    "FakeService",
+    "FaultyService",
+]
+
+LEADER_RPC = "127.0.0.1:1"  # nothing listens there: tests never follow the redirect
+LEADER_HTTP = "127.0.0.1:2"
+SECRET = "/secret/path/in/a/traceback"  # must never reach a client
+SLOW_KEY = "fault-slow"  # put/get on it take SLOW_SECONDS (in-flight requests for drain tests)
+SLOW_SECONDS = 1.5
+MIDSTREAM_FAULT_KEY = "fault-midstream"  # items() fails with an internal error after this key
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A key that makes FaultyService raise ``make()``, and the answer expected."""
+
+    key: str
+    make: Callable[[], BaseException]
+    error: type[BaseException]  # the table row it exercises
+    grpc_code: str  # grpc.StatusCode name
+    http_status: int
+    code: str  # error.code / lrukv-error-code
+
+
+FAULTS: tuple[Fault, ...] = (
+    Fault("fault-key-not-found", lambda: KeyNotFound("fault-key-not-found"), KeyNotFound,
+          "NOT_FOUND", 404, "key_not_found"),
+    Fault("fault-value-too-large", lambda: ValueTooLarge("value is 9 bytes; the limit is 8",
+          size=9, limit=8), ValueTooLarge, "RESOURCE_EXHAUSTED", 413, "value_too_large"),
+    Fault("fault-invalid-key", lambda: InvalidKey("key contains control character"), InvalidKey,
+          "INVALID_ARGUMENT", 400, "invalid_key"),
+    Fault("fault-invalid-value", lambda: InvalidValue("value must be bytes, not str"),
+          InvalidValue, "INVALID_ARGUMENT", 400, "invalid_value"),
+    Fault("fault-invalid-ttl", lambda: InvalidTTL("expiry must be finite and positive, not -1"),
+          InvalidTTL, "INVALID_ARGUMENT", 400, "invalid_ttl"),
+    Fault("fault-invalid-request", lambda: InvalidRequest("unknown consistency 'x'"),
+          InvalidRequest, "INVALID_ARGUMENT", 400, "invalid_request"),
+    Fault("fault-invalid-argument", lambda: InvalidArgument("bad argument"), InvalidArgument,
+          "INVALID_ARGUMENT", 400, "invalid_argument"),
+    Fault("fault-not-leader", lambda: NotLeader(LEADER_RPC, LEADER_HTTP), NotLeader,
+          "FAILED_PRECONDITION", 307, "not_leader"),
+    Fault("fault-no-leader", NotLeader, NotLeader,
+          "FAILED_PRECONDITION", 503, "not_leader"),
+    Fault("fault-log-unavailable", lambda: LogUnavailable("transaction log: disk full"),
+          LogUnavailable, "UNAVAILABLE", 503, "log_unavailable"),
+    Fault("fault-unavailable", lambda: Unavailable("the server is shutting down"), Unavailable,
+          "UNAVAILABLE", 503, "unavailable"),
+    Fault("fault-internal", lambda: RuntimeError(f"boom at {SECRET}"), Exception,
+          "INTERNAL", 500, "internal"),
+)  # fmt: skip
+
+_BY_KEY = {fault.key: fault for fault in FAULTS}
+
+
+class FaultyService:
+    """Delegates to *inner*, but raises the fault of a FAULTS key; sleeps on SLOW_KEY."""
+
+    def __init__(self, inner: KVService) -> None:
+        self._inner = inner
+
+    @staticmethod
+    def _check(key: str) -> None:
+        fault = _BY_KEY.get(key)
+        if fault is not None:
+            raise fault.make()
+        if key == SLOW_KEY:
+            time.sleep(SLOW_SECONDS)
+
+    def put(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        self._check(key)
+        self._inner.put(key, value, ttl=ttl)
+
+    def get(self, key: str, *, consistency: Consistency = Consistency.DEFAULT) -> bytes:
+        self._check(key)
+        return self._inner.get(key, consistency=consistency)
+
+    def delete(self, key: str) -> bool:
+        self._check(key)
+        return self._inner.delete(key)
+
+    def keys(self, *, consistency: Consistency = Consistency.DEFAULT) -> Iterator[str]:
+        return self._inner.keys(consistency=consistency)
+
+    def items(
+        self, *, consistency: Consistency = Consistency.DEFAULT
+    ) -> Iterator[tuple[str, bytes]]:
+        for key, value in self._inner.items(consistency=consistency):
+            yield key, value
+            if key == MIDSTREAM_FAULT_KEY:
+                raise RuntimeError(f"stream broke at {SECRET}")
+
+    def servers(self) -> list[ServerInfo]:
+        return self._inner.servers()
+
+    def health(self) -> Health:
+        return self._inner.health()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+@dataclass
+class FakeService:
+    """A KVService over a dict, recording what each call was given.
+
+    ``health_value`` is what ``health()`` returns; ``calls`` lists
+    ``(method, args)`` in order. Thread-safe enough for handler tests.
+    """
+
+    data: dict[str, bytes] = field(default_factory=dict)
+    calls: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
+    health_value: Health = field(default_factory=lambda: Health(True, True, {"store": "ok"}))
+    node: ServerInfo = field(
+        default_factory=lambda: ServerInfo("fake-1", "127.0.0.1:50051", "127.0.0.1:8080", True)
+    )
+    closed: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _record(self, method: str, *args: object) -> None:
+        with self._lock:
+            self.calls.append((method, args))
+
+    def put(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        self._record("put", key, value, ttl)
+        self.data[key] = value
+
+    def get(self, key: str, *, consistency: Consistency = Consistency.DEFAULT) -> bytes:
+        self._record("get", key, consistency)
+        try:
+            return self.data[key]
+        except KeyError:
+            raise KeyNotFound(key) from None
+
+    def delete(self, key: str) -> bool:
+        self._record("delete", key)
+        return self.data.pop(key, None) is not None
+
+    def keys(self, *, consistency: Consistency = Consistency.DEFAULT) -> Iterator[str]:
+        self._record("keys", consistency)
+        return iter(list(self.data))
+
+    def items(
+        self, *, consistency: Consistency = Consistency.DEFAULT
+    ) -> Iterator[tuple[str, bytes]]:
+        self._record("items", consistency)
+        return iter(list(self.data.items()))
+
+    def servers(self) -> list[ServerInfo]:
+        self._record("servers")
+        return [self.node]
+
+    def health(self) -> Health:
+        return self.health_value
+
+    def close(self) -> None:
+        self.closed = True
+
+    def last(self, method: str) -> tuple[object, ...]:
+        """The arguments of the latest call of *method*."""
+        for name, args in reversed(self.calls):
+            if name == method:
+                return args
+        raise AssertionError(f"{method} was never called; calls: {self.calls}")
