@@ -128,6 +128,8 @@ class FileTransactionLog:
         self._lock = threading.Lock()  # append state; never held while doing I/O
         self._io_lock = threading.Lock()  # the fd, writes and fsyncs; taken before _lock
         self._compact_lock = threading.Lock()
+        self._sync_cond = threading.Condition(threading.Lock())  # group commit: one leader
+        self._syncing = False
         self._pending = bytearray()
         self._failure: str | None = None
         self._closed = False
@@ -303,17 +305,32 @@ class FileTransactionLog:
 
     def sync(self, seq: int) -> None:
         """Return once event *seq* (and all before it) is written, and fsynced under
-        ``always``. Concurrent callers share one write and one fsync."""
+        ``always``. Concurrent callers share one write and one fsync: one of them
+        leads, the others wait on a condition (not on the I/O lock, which the
+        leader could re-take before they wake) and return when it covered them."""
         if seq <= self._durable_seq():
             return
-        with self._io_lock:
-            if seq <= self._durable_seq():
-                return  # another caller's write/fsync covered it
-            if self._failure is not None:
-                raise LogUnavailable(self._refusal())
-            self._write_pending_locked()
-            if self._policy is FsyncPolicy.ALWAYS:
-                self._fsync_locked()
+        with self._sync_cond:
+            while True:
+                if seq <= self._durable_seq():
+                    return
+                if self._failure is not None:
+                    raise LogUnavailable(self._refusal())
+                if not self._syncing:
+                    self._syncing = True
+                    break
+                self._sync_cond.wait()
+        try:
+            with self._io_lock:
+                if self._failure is not None:
+                    raise LogUnavailable(self._refusal())
+                self._write_pending_locked()
+                if self._policy is FsyncPolicy.ALWAYS:
+                    self._fsync_locked()
+        finally:
+            with self._sync_cond:
+                self._syncing = False
+                self._sync_cond.notify_all()
 
     def flush(self) -> None:
         """Write everything buffered and fsync it, whatever the policy."""
