@@ -136,6 +136,22 @@ class ServerProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
 
+    def wait_for_new_worker(self, timeout: float = 30.0) -> int:
+        """After the worker died, wait until the master's new worker printed its
+        ready line; remember and return the new worker's PID."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pids = [int(m.group(3)) for m in _READY_LINE.finditer(self.stdout())]
+            if pids and pids[-1] != self.worker_pid:
+                self.worker_pid = pids[-1]
+                return self.worker_pid
+            if self.proc.poll() is not None:
+                raise ServerStartError(
+                    f"the master exited ({self.proc.returncode})\n{self.output()}"
+                )
+            time.sleep(0.02)
+        raise ServerStartError(f"no new worker within {timeout}s\n{self.output()}")
+
     def worker_alive(self) -> bool:
         """Whether the worker process still runs as this master's child."""
         return _parent_of(self.worker_pid) == self.pid

@@ -13,10 +13,13 @@ here; tests/server/test_status.py fails if a row is added without one.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lrukv.errors import (
     InvalidArgument,
@@ -33,6 +36,7 @@ __all__ = [
     "FAULTS",
     "LEADER_HTTP",
     "LEADER_RPC",
+    "MARKER_DIR_ENV",
     "MIDSTREAM_FAULT_KEY",
     "SECRET",
     "SLOW_KEY",
@@ -46,6 +50,9 @@ LEADER_HTTP = "127.0.0.1:2"
 SECRET = "/secret/path/in/a/traceback"  # must never reach a client
 SLOW_KEY = "fault-slow"  # put/get on it take SLOW_SECONDS (in-flight requests for drain tests)
 SLOW_SECONDS = 1.5
+# When set, a call on SLOW_KEY first creates a file in this directory, so a test
+# knows the request is in flight (inside the handler) before it signals the server.
+MARKER_DIR_ENV = "FAULT_MARKER_DIR"
 MIDSTREAM_FAULT_KEY = "fault-midstream"  # items() fails with an internal error after this key
 
 
@@ -103,6 +110,9 @@ class FaultyService:
         if fault is not None:
             raise fault.make()
         if key == SLOW_KEY:
+            marker_dir = os.environ.get(MARKER_DIR_ENV)
+            if marker_dir:
+                Path(marker_dir, f"in-flight-{uuid.uuid4().hex}").touch()
             time.sleep(SLOW_SECONDS)
 
     def put(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
