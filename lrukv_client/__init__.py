@@ -24,6 +24,7 @@ from lrukv_client.backoff import (
     default_backoff,
 )
 from lrukv_client.client import DEFAULT_GRPC_SERVER, Client
+from lrukv_client.connect import AnyClient, Transport, connect, infer_transport
 from lrukv_client.errors import (
     DeadlineExceeded,
     InvalidArgument,
@@ -48,6 +49,7 @@ __all__ = [
     "DEFAULT_GRPC_SERVER",
     "DEFAULT_HTTP_SERVER",
     "AbstractBackoff",
+    "AnyClient",
     "AsyncClient",
     "AsyncItemStream",
     "Client",
@@ -71,9 +73,12 @@ __all__ = [
     "ServerInfo",
     "TLSConfig",
     "TooManyRedirects",
+    "Transport",
     "Unauthenticated",
     "Unavailable",
     "ValueTooLarge",
     "__version__",
+    "connect",
     "default_backoff",
+    "infer_transport",
 ]

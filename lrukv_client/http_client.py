@@ -5,9 +5,10 @@ client follows the server's ``307`` leader redirects itself, not through httpx,
 so that a redirect counts against the same ``max_redirects`` bound as over gRPC
 and the client remembers the leader for the next calls.
 
-Keys travel in the URL path, percent-encoded. A key ``util/keys`` or
-``util/items`` therefore names the utility routes over HTTP; use the gRPC client
-for such keys.
+Keys travel in the URL path, fully percent-encoded (``/`` as ``%2F``, a key of
+only dots as ``%2E``), so every key the server accepts is reachable, including
+``util/keys``: the server reads the raw path and only a literal ``/v1/util/``
+names its utility routes.
 
 >>> with HttpClient("127.0.0.1:8080") as kv:  # doctest: +SKIP
 ...     kv.put("key-a", "Hello, key-value store!")
@@ -52,6 +53,7 @@ __all__ = ["DEFAULT_HTTP_SERVER", "HttpClient"]
 DEFAULT_HTTP_SERVER = "127.0.0.1:8080"
 
 _REDIRECTS = (301, 302, 303, 307, 308)
+_EXISTED_HEADER = "X-Lrukv-Existed"
 
 
 class HttpClient:
@@ -161,16 +163,14 @@ class HttpClient:
         return response.content
 
     def delete(self, key: str, *, timeout: float | None = None) -> bool:
-        """Remove ``key``; return whether it existed.
-
-        The server answers 204 when the key existed and 404 when it did not (an
-        absent key is no error here either).
-        """
+        """Remove ``key``; return whether it existed (the server's
+        ``X-Lrukv-Existed`` header). An absent key is no error."""
         try:
-            self._call("DELETE", _key_path(key), key=key, write=True, timeout=timeout)
-        except KeyNotFound:
+            response = self._call("DELETE", _key_path(key), key=key, write=True, timeout=timeout)
+        except KeyNotFound:  # a server that answers 404 for an absent key means the same
             return False
-        return True
+        existed: str = response.headers.get(_EXISTED_HEADER, "true")
+        return existed.lower() != "false"
 
     def keys(
         self, *, consistency: Consistency | str | None = None, timeout: float | None = None
@@ -365,8 +365,19 @@ def _ssl_context(tls: TLSConfig | None) -> ssl.SSLContext:
 
 
 def _key_path(key: str) -> str:
-    # safe="": a "/" in a key is sent as %2F, so the key arrives whole.
-    return "/v1/" + quote(check_key(key), safe="")
+    """The path naming ``key``.
+
+    >>> _key_path("a/b c")
+    '/v1/a%2Fb%20c'
+    >>> _key_path("..")
+    '/v1/%2E%2E'
+    """
+    # safe="": a "/" in a key is sent as %2F, so the key is one path segment. A
+    # segment of only dots would be rewritten by clients and proxies: encode it.
+    encoded = quote(check_key(key), safe="")
+    if encoded in (".", ".."):
+        encoded = encoded.replace(".", "%2E")
+    return "/v1/" + encoded
 
 
 def _json(response: httpx.Response) -> Any:

@@ -333,7 +333,9 @@ def _handler_for(node: FakeNode) -> type[BaseHTTPRequestHandler]:
                 )
                 return fault
             if fault.code is not None and fault.after_items is None:
-                self._error(_HTTP_STATUS.get(fault.code, 500), fault.code.name, fault.details)
+                self._error(
+                    _HTTP_STATUS.get(fault.code, 500), fault.code.name.lower(), fault.details
+                )
             return fault
 
         def _answered(self, fault: Fault | None) -> bool:
@@ -342,8 +344,13 @@ def _handler_for(node: FakeNode) -> type[BaseHTTPRequestHandler]:
             )
 
         def _route(self) -> tuple[str, dict[str, list[str]]]:
+            """The raw (still percent-encoded) path, as the real server routes on it."""
             parts = urlsplit(self.path)
-            return unquote(parts.path), parse_qs(parts.query)
+            return parts.path, parse_qs(parts.query)
+
+        @staticmethod
+        def _key(path: str) -> str:
+            return unquote(path.removeprefix("/v1/"))
 
         def _body(self) -> bytes:
             length = int(self.headers.get("Content-Length") or 0)
@@ -356,19 +363,16 @@ def _handler_for(node: FakeNode) -> type[BaseHTTPRequestHandler]:
             body = self._body()
             if self._answered(self._fault("Put")):
                 return
-            key = path.removeprefix("/v1/")
             ttl = float(query["ttl"][0]) if "ttl" in query else None
-            node.put(key, body, ttl)
+            node.put(self._key(path), body, ttl)
             self._send(201, b"")
 
         def do_DELETE(self) -> None:
             path, _ = self._route()
             if self._answered(self._fault("Delete")):
                 return
-            if node.delete(path.removeprefix("/v1/")):
-                self._send(204)
-            else:
-                self._error(404, "NOT_FOUND", "key not found")
+            existed = node.delete(self._key(path))
+            self._send(204, headers={"X-Lrukv-Existed": "true" if existed else "false"})
 
         def do_GET(self) -> None:
             path, query = self._route()
@@ -378,14 +382,15 @@ def _handler_for(node: FakeNode) -> type[BaseHTTPRequestHandler]:
                 self._items()
             elif path == "/v1/util/servers":
                 if not self._answered(self._fault("GetServers")):
-                    self._send(200, json.dumps(node.servers()).encode(), "application/json")
+                    body = json.dumps({"servers": node.servers()}).encode()
+                    self._send(200, body, "application/json")
             else:
                 if self._answered(self._fault("Get")):
                     return
                 node.consistency_seen.append(query.get("consistency", ["default"])[0])
-                value = node.get(path.removeprefix("/v1/"))
+                value = node.get(self._key(path))
                 if value is None:
-                    self._error(404, "NOT_FOUND", "key not found")
+                    self._error(404, "key_not_found", "key not found")
                 else:
                     self._send(200, value)
 
@@ -397,7 +402,7 @@ def _handler_for(node: FakeNode) -> type[BaseHTTPRequestHandler]:
             if "text/plain" in (self.headers.get("Accept") or ""):
                 self._send(200, ",".join(keys).encode(), "text/plain")
             else:
-                self._send(200, json.dumps(keys).encode(), "application/json")
+                self._send(200, json.dumps({"keys": keys}).encode(), "application/json")
 
         def _items(self) -> None:
             fault = self._fault("GetKeysValues")

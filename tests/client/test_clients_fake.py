@@ -35,7 +35,17 @@ UNAVAILABLE = Fault(grpc.StatusCode.UNAVAILABLE, "shutting down")
 
 @pytest.mark.parametrize(
     "key",
-    ["key-a", "with space", "a/b/c", "caf\u00e9 \u2603", "percent%2Fsign?x=1#frag", "x" * 1024],
+    [
+        "key-a",
+        "with space",
+        "a/b/c",
+        "util/keys",
+        "..",
+        ".",
+        "caf\u00e9 \u2603",
+        "percent%2Fsign?x=1#frag",
+        "x" * 1024,
+    ],
 )
 def test_put_then_get_round_trips_any_key(
     fake: FakeNode, make_client: MakeClient, key: str

@@ -1,0 +1,215 @@
+"""``lrukv bench``: the load generator's command line."""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lrukv_client._cli_common import (
+    EXIT_BENCH_ERRORS,
+    EXIT_BENCH_WRONG_VALUES,
+    ConsistencyChoice,
+    Settings,
+    errors_to_exit_codes,
+    fail,
+)
+from lrukv_client.bench.config import BenchConfig, parse_mix
+from lrukv_client.bench.report import merged_latencies, render_text, summarize
+from lrukv_client.bench.runner import RunOutput, run_load
+
+__all__ = ["bench"]
+
+
+class Distribution(enum.StrEnum):
+    uniform = "uniform"
+    zipf = "zipf"
+
+
+def bench(
+    ctx: typer.Context,
+    *,
+    clients: Annotated[
+        int, typer.Option("--clients", "-c", min=1, help="Concurrent clients in all.")
+    ] = 4,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            "-p",
+            min=1,
+            help="Worker processes the clients are spread over (CLIENTS must be a multiple). "
+            "More than one escapes the GIL of a single load process.",
+        ),
+    ] = 1,
+    mix: Annotated[
+        str,
+        typer.Option("--mix", help="Operation mix as OP=WEIGHT,...; OP: get, put, delete, keys."),
+    ] = "get=80,put=20",
+    distribution: Annotated[
+        Distribution, typer.Option("--distribution", "-d", help="How shared keys are picked.")
+    ] = Distribution.uniform,
+    zipf_s: Annotated[
+        float, typer.Option("--zipf-s", min=0.01, help="Zipf exponent (skew).")
+    ] = 0.99,
+    keyspace: Annotated[
+        int, typer.Option("--keyspace", "-k", min=1, help="Number of shared keys.")
+    ] = 1000,
+    value_size: Annotated[
+        int, typer.Option("--value-size", "-v", min=0, help="Bytes per written value.")
+    ] = 100,
+    duration: Annotated[
+        float | None,
+        typer.Option(
+            "--duration", min=0.001, help="Seconds to run (default 10, or unlimited with --ops)."
+        ),
+    ] = None,
+    ops: Annotated[
+        int | None, typer.Option("--ops", "-n", min=1, help="Stop after this many operations.")
+    ] = None,
+    private_keys: Annotated[
+        int, typer.Option("--private-keys", min=1, help="Private keys per client (checked).")
+    ] = 16,
+    private_ratio: Annotated[
+        float,
+        typer.Option(
+            "--private-ratio", min=0.0, max=1.0, help="Share of operations on private keys."
+        ),
+    ] = 0.1,
+    preload: Annotated[
+        bool, typer.Option("--preload/--no-preload", help="Write every shared key first.")
+    ] = True,
+    consistency: Annotated[
+        ConsistencyChoice, typer.Option("--consistency", help="Read consistency.")
+    ] = ConsistencyChoice.default,
+    key_prefix: Annotated[
+        str, typer.Option("--key-prefix", help="Prefix of every key the bench touches.")
+    ] = "bench:",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random choices.")] = 1,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Where to write the JSON result."),
+    ] = Path("lrukv-bench.json"),
+    plot: Annotated[
+        bool, typer.Option("--plot", help="Also draw PNGs: throughput and latency.")
+    ] = False,
+    plot_prefix: Annotated[
+        Path | None,
+        typer.Option("--plot-prefix", help="Path prefix of the PNGs (default: beside --output)."),
+    ] = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal)."),
+    ] = None,
+    allow_errors: Annotated[
+        bool,
+        typer.Option("--allow-errors", help="Exit 0 even if operations failed (e.g. failover)."),
+    ] = False,
+) -> None:
+    """Generate load, measure throughput and latency, and check correctness.
+
+    Every client also writes private keys no one else touches, and every read of
+    one must return that client's last acknowledged write; a miss there is an
+    eviction (counted, not an error). Exit 5 if a wrong value was read, 6 if
+    operations failed (unless --allow-errors), 3 if the server is unreachable.
+    """
+    settings: Settings = ctx.obj
+    if clients % processes:
+        raise typer.BadParameter("must be a multiple of --processes", param_hint="--clients")
+    try:
+        config = BenchConfig(
+            server=settings.server,
+            transport=settings.transport,
+            timeout=settings.timeout,
+            tls=settings.tls,
+            consistency=consistency.value,
+            threads=clients // processes,
+            processes=processes,
+            mix=parse_mix(mix),
+            distribution=distribution.value,
+            zipf_s=zipf_s,
+            keyspace=keyspace,
+            value_size=value_size,
+            duration=duration if duration is not None or ops is not None else 10.0,
+            ops=ops,
+            private_keys=private_keys,
+            private_ratio=private_ratio,
+            preload=preload,
+            key_prefix=key_prefix,
+            seed=seed,
+        ).validate()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    with errors_to_exit_codes():
+        run = _run_with_progress(config) if show_progress else run_load(config)
+    result = summarize(run)
+
+    if output is not None:
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(json.dumps(result, indent=2) + "\n")
+        except OSError as exc:
+            fail(EXIT_BENCH_ERRORS, f"cannot write {output}: {exc.strerror}")
+    if plot:
+        # Lazily: matplotlib costs a second to import and only --plot needs it.
+        from lrukv_client.bench.plot import plot_result  # noqa: PLC0415
+
+        prefix = plot_prefix or (output.with_suffix("") if output else Path("lrukv-bench"))
+        result["plots"] = [
+            str(p) for p in plot_result(result, merged_latencies(run.workers), prefix)
+        ]
+    if settings.json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(render_text(result))
+        for path in result.get("plots", []):
+            typer.echo(f"plot: {path}")
+        if output is not None:
+            typer.echo(f"result: {output}")
+    raise typer.Exit(_exit_code(result, allow_errors))
+
+
+def _exit_code(result: dict[str, Any], allow_errors: bool) -> int:
+    if result["correctness"]["errors"]:
+        return EXIT_BENCH_WRONG_VALUES
+    if result["crashes"] or (result["ops"]["errors"] and not allow_errors):
+        return EXIT_BENCH_ERRORS
+    if result["interrupted"]:
+        return 130
+    return 0
+
+
+def _run_with_progress(config: BenchConfig) -> RunOutput:
+    from rich.console import Console  # noqa: PLC0415 - only a terminal run needs rich
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    total = float(config.ops) if config.ops is not None else float(config.duration or 0)
+    unit = "ops" if config.ops is not None else "s"
+    columns = (
+        TextColumn("[bold]lrukv bench[/]"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[ops]:>10,} ops  {task.fields[rate]:>8,.0f} ops/s"),
+        TextColumn("[red]{task.fields[errors]:,} errors[/]"),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task("load", total=total, ops=0, rate=0.0, errors=0, unit=unit)
+
+        def update(done: int, errors: int, seconds: float) -> None:
+            completed = float(done) if config.ops is not None else min(seconds, total)
+            rate = done / seconds if seconds > 0 else 0.0
+            bar.update(task, completed=completed, ops=done, rate=rate, errors=errors)
+
+        return run_load(config, on_progress=update)

@@ -1,0 +1,246 @@
+"""One load client: a loop of operations on one SDK client, measured and checked.
+
+A worker runs in a thread (of the main process or of a worker process). It owns
+its client, its random generator and its private keys, so workers share nothing
+but the progress counters.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import random
+import threading
+import time
+import traceback
+from array import array
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from lrukv_client.bench.checker import PrivateKeys
+from lrukv_client.bench.config import BenchConfig
+from lrukv_client.bench.keys import KeyChooser
+from lrukv_client.connect import AnyClient, connect
+from lrukv_client.errors import KeyNotFound, LrukvClientError
+
+__all__ = ["Progress", "WorkerStats", "open_client", "run_worker", "shared_value"]
+
+_CHECK_STOP_EVERY = 16
+
+
+class Progress(Protocol):
+    """Where workers report how many operations (and errors) they completed."""
+
+    def add(self, ops: int, errors: int) -> None: ...
+
+
+class StopFlag(Protocol):
+    def is_set(self) -> bool: ...
+
+
+@dataclass
+class WorkerStats:
+    """Everything one worker measured. Picklable: worker processes send it home."""
+
+    worker: int
+    latencies: dict[str, array[float]] = field(default_factory=dict)  # op -> seconds
+    counts: Counter[str] = field(default_factory=Counter)  # "get.ok", "get.miss", "put.error"…
+    errors: Counter[str] = field(default_factory=Counter)  # error kind -> count
+    error_samples: list[str] = field(default_factory=list)
+    check: Counter[str] = field(default_factory=Counter)
+    check_samples: list[str] = field(default_factory=list)
+    timeline_ops: list[int] = field(default_factory=list)
+    timeline_errors: list[int] = field(default_factory=list)
+    elapsed: float = 0.0
+    crashed: str | None = None
+
+
+def open_client(config: BenchConfig) -> AnyClient:
+    """A client as the run's settings say (every worker opens its own)."""
+    return connect(
+        config.server,
+        transport=config.transport,
+        timeout=config.timeout,
+        tls=config.tls,
+        consistency=config.consistency,
+    )
+
+
+def shared_value(config: BenchConfig, rng: random.Random) -> bytes:
+    return rng.randbytes(config.value_size)
+
+
+def run_worker(
+    config: BenchConfig,
+    *,
+    worker: int,
+    run_id: str,
+    chooser: KeyChooser,
+    quota: int | None,
+    wait_for_start: Callable[[], None],
+    stop: StopFlag,
+    progress: Progress,
+) -> WorkerStats:
+    """Wait for the common start, open a client, then run operations until the
+    duration has passed, ``quota`` operations are done, or ``stop`` is set.
+    (Opening a client connects lazily, so it costs next to nothing.)"""
+    stats = WorkerStats(worker)
+    # Ready first: a worker that cannot even open its client must not hold up the start.
+    wait_for_start()
+    try:
+        with open_client(config) as client:
+            _loop(config, run_id, chooser, quota, stop, progress, client, stats)
+    except Exception:
+        # A bug in the load generator must be seen, not lost in a thread.
+        stats.crashed = traceback.format_exc(limit=8)
+    return stats
+
+
+def _loop(  # noqa: PLR0917 - the private hot loop; its caller names everything
+    config: BenchConfig,
+    run_id: str,
+    chooser: KeyChooser,
+    quota: int | None,
+    stop: StopFlag,
+    progress: Progress,
+    client: AnyClient,
+    stats: WorkerStats,
+) -> None:
+    worker = stats.worker
+    rng = random.Random(config.seed * 1_000_003 + worker)
+    ops = list(config.mix)
+    cumulative = list(itertools.accumulate(config.mix[op] for op in ops))
+    private = PrivateKeys(
+        f"{config.key_prefix}{run_id}:",
+        worker,
+        config.private_keys,
+        config.value_size,
+        stale_ok=config.consistency == "stale",
+    )
+    latencies = {op: array("d") for op in ops}
+    counts = stats.counts
+    prefix = config.key_prefix
+    interval = config.interval
+    timeline_ops = stats.timeline_ops
+    timeline_errors = stats.timeline_errors
+    unreported_ops = unreported_errors = 0
+    clock = time.perf_counter
+
+    start = clock()
+    ends_at = start + config.duration if config.duration is not None else float("inf")
+    for done in itertools.count():
+        if quota is not None and done >= quota:
+            break
+        if done % _CHECK_STOP_EVERY == 0:
+            if clock() >= ends_at or stop.is_set():
+                break
+            if unreported_ops:
+                progress.add(unreported_ops, unreported_errors)
+                unreported_ops = unreported_errors = 0
+        op = ops[min(bisect.bisect_right(cumulative, rng.random() * cumulative[-1]), len(ops) - 1)]
+        use_private = op != "keys" and rng.random() < config.private_ratio
+        index = rng.randrange(config.private_keys) if use_private else chooser.index(rng)
+        key = private.names[index] if use_private else f"{prefix}{index}"
+        value = b""
+        if op == "put":
+            value = private.next_value(index) if use_private else shared_value(config, rng)
+
+        began = clock()
+        outcome = "ok"
+        read: bytes | None = None
+        try:
+            if op == "get":
+                read = client.get(key)
+            elif op == "put":
+                client.put(key, value)
+            elif op == "delete":
+                client.delete(key)
+            else:
+                client.keys()
+        except KeyNotFound:
+            outcome = "miss"
+        except LrukvClientError as err:
+            outcome = "error"
+            _count_error(stats, op, key, type(err).__name__, str(err))
+        except Exception as err:  # not an SDK error: a bug somewhere; count it, loudly
+            outcome = "error"
+            _count_error(stats, op, key, f"unexpected:{type(err).__name__}", repr(err))
+        ended = clock()
+
+        counts[f"{op}.{outcome}"] += 1
+        bucket = int((ended - start) / interval)
+        while len(timeline_ops) <= bucket:
+            timeline_ops.append(0)
+            timeline_errors.append(0)
+        unreported_ops += 1
+        if outcome == "error":
+            timeline_errors[bucket] += 1
+            unreported_errors += 1
+        else:
+            timeline_ops[bucket] += 1
+            latencies[op].append(ended - began)
+
+        if use_private:
+            _check(private, op, index, outcome, read=read, written=value)
+
+    stats.elapsed = clock() - start
+    progress.add(unreported_ops, unreported_errors)
+    stats.latencies = latencies
+    stats.check = private.counts
+    stats.check_samples = private.samples
+    if config.private_ratio > 0:
+        _clean_up(client, private)
+
+
+def _clean_up(client: AnyClient, private: PrivateKeys) -> None:
+    """Delete this run's private keys (untimed, best effort: the LRU drops leftovers)."""
+    for name in private.names:
+        try:
+            client.delete(name, timeout=1.0)
+        except LrukvClientError:
+            return
+
+
+def _check(
+    private: PrivateKeys,
+    op: str,
+    index: int,
+    outcome: str,
+    *,
+    read: bytes | None,
+    written: bytes,
+) -> None:
+    if op == "get" and outcome != "error":
+        private.read(index, read)
+    elif op == "put":
+        (private.put_done if outcome == "ok" else private.put_failed)(index, written)
+    elif op == "delete":
+        if outcome == "ok":
+            private.delete_done(index)
+        else:
+            private.delete_failed(index)
+
+
+def _count_error(stats: WorkerStats, op: str, key: str, kind: str, message: str) -> None:
+    stats.errors[kind] += 1
+    if len(stats.error_samples) < 10:
+        stats.error_samples.append(f"{op} {key!r}: {kind}: {message}")
+
+
+class LocalProgress:
+    """Progress counters for worker threads of this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.ops = 0
+        self.errors = 0
+
+    def add(self, ops: int, errors: int) -> None:
+        with self._lock:
+            self.ops += ops
+            self.errors += errors
+
+    def read(self) -> tuple[int, int]:
+        return self.ops, self.errors
