@@ -374,6 +374,18 @@ SETTINGS: tuple[Setting, ...] = (
 # ---------------------------------------------------------------- the sources
 
 
+def _argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """*parse*, with its ValueError's text shown by argparse (instead of "invalid value")."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``lrukv-server`` argument parser. Defaults are suppressed so that
     load_config can tell a flag given from one left out."""
@@ -395,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
         kwargs: dict[str, Any] = {
             "dest": setting.dest,
             "help": f"{setting.help} [{setting.env}]",
-            "type": setting.parse,
+            "type": _argparse_type(setting.parse),
             "metavar": setting.metavar,
         }
         if setting.is_flag:

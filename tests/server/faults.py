@@ -48,7 +48,7 @@ __all__ = [
 LEADER_RPC = "127.0.0.1:1"  # nothing listens there: tests never follow the redirect
 LEADER_HTTP = "127.0.0.1:2"
 SECRET = "/secret/path/in/a/traceback"  # must never reach a client
-SLOW_KEY = "fault-slow"  # put/get on it take SLOW_SECONDS (in-flight requests for drain tests)
+SLOW_KEY = "fault-slow"  # calls on keys starting so take SLOW_SECONDS (for drain tests)
 SLOW_SECONDS = 1.5
 # When set, a call on SLOW_KEY first creates a file in this directory, so a test
 # knows the request is in flight (inside the handler) before it signals the server.
@@ -109,7 +109,7 @@ class FaultyService:
         fault = _BY_KEY.get(key)
         if fault is not None:
             raise fault.make()
-        if key == SLOW_KEY:
+        if key.startswith(SLOW_KEY):
             marker_dir = os.environ.get(MARKER_DIR_ENV)
             if marker_dir:
                 Path(marker_dir, f"in-flight-{uuid.uuid4().hex}").touch()
