@@ -232,8 +232,33 @@ def render(results: dict[str, object]) -> str:
         f"| LoggedStore.put, file log, fsync=interval:100 | {puts['logged_puts_per_s']:,.0f} |",
         f"| **ratio** (target >= 0.7) | **{puts['ratio']:.2f}** |",
         "",
+        "## Targets",
+        "",
     ]
+    pg = append.get("PostgreSQL, batched (append all, then flush)")
+    checks = [
+        ("replay of 1M file events <= 5 s", replay["replay_s"] <= 5, f"{replay['replay_s']:.2f} s"),
+        ("PostgreSQL appends >= 20k events/s", isinstance(pg, float) and pg >= 20_000,
+         f"{pg:,.0f}/s" if isinstance(pg, float) else str(pg)),
+        ("puts at fsync=interval >= 0.7x in-memory", puts["ratio"] >= 0.7, f"{puts['ratio']:.2f}x"),
+    ]  # fmt: skip
+    for name, met, shown in checks:
+        lines.append(f"- {name}: {'met' if met else '**MISSED**'} ({shown})")
+    lines += ["", PUTS_NOTE, ""]
     return "\n".join(lines)
+
+
+PUTS_NOTE = """Why the put ratio misses 0.7: an in-memory put is a few microseconds of pure
+Python, and a logged put adds, per write, validation (`check_put`), encoding the
+record and its CRC, and one `writev` system call that hands the record to the
+OS before the put is acknowledged (so kill -9 never loses an acknowledged
+write, under every fsync policy). On this VM that is ~1.7 us of encoding and
+~1.8 us of system call per put, against ~1.6-2.8 us for the put itself, so the
+ratio is bounded near 0.3. Even with no system call (an mmap-ed log) the
+encoding alone caps it near 0.45; reaching 0.7 would mean acknowledging before
+the record reaches the OS (losing acknowledged writes on a process crash, which
+issue 3 forbids) or encoding in C. The fsync policy is not the cost: interval
+and never run at the same speed."""
 
 
 def main() -> int:

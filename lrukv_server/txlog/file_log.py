@@ -322,7 +322,7 @@ class FileTransactionLog:
                 self._sync_cond.wait()
         try:
             with self._io_lock:
-                if self._failure is not None:
+                if self._failure is not None or self._fd < 0:
                     raise LogUnavailable(self._refusal())
                 self._write_pending_locked()
                 if self._policy is FsyncPolicy.ALWAYS:
