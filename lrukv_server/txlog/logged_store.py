@@ -47,6 +47,7 @@ them without the lock.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -54,7 +55,7 @@ from collections.abc import Iterable, Iterator
 
 from lrukv import ShardedMap, Stats
 from lrukv_server.errors import LogUnavailable
-from lrukv_server.txlog.base import CompactableLog, LogHealth, Op, TransactionLog
+from lrukv_server.txlog.base import CompactableLog, LogHealth, LogOpenError, Op, TransactionLog
 from lrukv_server.txlog.config import TxLogConfig
 from lrukv_server.txlog.factory import open_log
 from lrukv_server.txlog.recovery import RecoveryReport, recover
@@ -102,16 +103,24 @@ class LoggedStore:
         """Open the configured log, recover *store* from it and return the pair.
 
         Call before serving the first request. Raises ValueError if the config
-        has the log off, LogOpenError / CorruptLog / SnapshotError as recovery
-        does (the server reports the message and exits).
+        has the log off; LogOpenError (also for a log lost during recovery),
+        CorruptLog, LogSequenceError or the core's SnapshotError as recovery
+        does. All are TxLogError or ValueError: the server prints the message
+        and exits.
         """
         log = open_log(config, data_dir, node_id)
         if log is None:
             raise ValueError("the transaction log is off; use the ShardedMap directly")
         try:
             report = recover(store, log)
+        except LogUnavailable as exc:
+            # Lost right after opening (e.g. PostgreSQL went away): still a failed start.
+            with contextlib.suppress(LogUnavailable):
+                log.close()
+            raise LogOpenError(f"transaction log recovery failed: {exc}") from None
         except BaseException:
-            log.close()
+            with contextlib.suppress(LogUnavailable):
+                log.close()
             raise
         logger.info("%s", report)
         return cls(store, log, compact_after_events=config.compact_after_events, recovery=report)
