@@ -92,7 +92,7 @@ def bench(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random choices.")] = 1,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Where to write the JSON result."),
+        typer.Option("--output", "-o", help="Where to write the JSON result ('-': nowhere)."),
     ] = Path("lrukv-bench.json"),
     plot: Annotated[
         bool, typer.Option("--plot", help="Also draw PNGs: throughput and latency.")
@@ -149,13 +149,9 @@ def bench(
     with errors_to_exit_codes():
         run = _run_with_progress(config) if show_progress else run_load(config)
     result = summarize(run)
+    if output is not None and str(output) == "-":
+        output = None
 
-    if output is not None:
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(json.dumps(result, indent=2) + "\n")
-        except OSError as exc:
-            fail(EXIT_BENCH_ERRORS, f"cannot write {output}: {exc.strerror}")
     if plot:
         # Lazily: matplotlib costs a second to import and only --plot needs it.
         from lrukv_client.bench.plot import plot_result  # noqa: PLC0415
@@ -164,6 +160,12 @@ def bench(
         result["plots"] = [
             str(p) for p in plot_result(result, merged_latencies(run.workers), prefix)
         ]
+    if output is not None:
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(json.dumps(result, indent=2) + "\n")
+        except OSError as exc:
+            fail(EXIT_BENCH_ERRORS, f"cannot write {output}: {exc.strerror}")
     if settings.json:
         typer.echo(json.dumps(result))
     else:

@@ -150,6 +150,7 @@ def summarize(run: RunOutput) -> dict[str, Any]:
             "errors": _sum_timelines(w.timeline_errors for w in workers),
         },
         "latency_histogram": histogram(everything),
+        "plots": [],
         "passed": correctness_errors == 0 and not crashes,
     }
 

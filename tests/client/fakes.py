@@ -17,11 +17,11 @@ import socket
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import grpc
@@ -38,6 +38,16 @@ from lrukv_proto.v1 import kv_pb2, kv_pb2_grpc
 METHODS = ("Put", "Get", "Delete", "GetKeys", "GetKeysValues", "GetServers")
 
 
+class HasAddresses(Protocol):
+    """A node a fault can name as the leader: a FakeNode, or a real ServerProcess."""
+
+    @property
+    def rpc_addr(self) -> str: ...
+
+    @property
+    def http_addr(self) -> str: ...
+
+
 @dataclass
 class Fault:
     """What the next call of a method does instead of (or before) its work.
@@ -49,7 +59,7 @@ class Fault:
 
     code: grpc.StatusCode | None = None
     details: str = "injected fault"
-    leader: FakeNode | None = None
+    leader: HasAddresses | None = None
     delay: float = 0.0
     after_items: int | None = None
 
@@ -66,6 +76,8 @@ class FakeNode:
         self.consistency_seen: list[str] = []
         self.cluster: list[FakeNode] = [self]
         self.leader: FakeNode | None = self
+        # tamper(key, value) -> the value a read returns: to prove checks catch corruption.
+        self.tamper: Callable[[str, bytes], bytes] | None = None
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
         self._lock = threading.Lock()
         self._grpc: grpc.Server | None = None
@@ -142,7 +154,10 @@ class FakeNode:
 
     def get(self, key: str) -> bytes | None:
         with self._lock:
-            return self.data.get(key)
+            value = self.data.get(key)
+        if value is not None and self.tamper is not None:
+            return self.tamper(key, value)
+        return value
 
     def delete(self, key: str) -> bool:
         with self._lock:

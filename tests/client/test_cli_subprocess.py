@@ -1,0 +1,175 @@
+"""The installed ``lrukv`` command, as a user runs it, against the real server:
+binary-safe pipes, exit codes, one-line errors, completion, and a short real
+``lrukv bench`` whose JSON result and plots are checked.
+
+Every command runs with a timeout (subprocess.run kills it on expiry); servers
+are stopped by PID at teardown by the harness fixtures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import StartServer
+from tests.harness import ServerProcess
+
+LRUKV = Path(sys.executable).parent / "lrukv"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run(
+    *args: str,
+    server: str | None = None,
+    input: bytes | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[bytes]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LRUKV_")}
+    if server is not None:
+        environ["LRUKV_SERVER"] = server
+    environ.update(env or {})
+    return subprocess.run(
+        [str(LRUKV), *args],
+        input=input,
+        capture_output=True,
+        env=environ,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[bytes]) -> str:
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("lrukv: error: ")
+    assert b"Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_the_originals_commands_over_a_pipe(lrukv_server: ServerProcess, transport: str) -> None:
+    server = lrukv_server.rpc_addr if transport == "grpc" else f"http://{lrukv_server.http_addr}"
+    assert run("put", "key-a", "Hello, key-value store!", server=server).stdout == b"OK\n"
+    assert run("get", "key-a", server=server).stdout == b"Hello, key-value store!"
+    binary = os.urandom(4096) + b"\n\x00\r\n"
+    assert run("put", "bin", "-", input=binary, server=server).returncode == 0
+    assert run("get", "bin", server=server).stdout == binary
+    assert run("getkeys", server=server).stdout.split() == [b"bin", b"key-a"]
+    items = run("getkeysvalues", server=server).stdout.decode().splitlines()
+    assert items[1] == "key-a\tHello, key-value store!"
+    assert items[0].startswith("bin\tbase64:")
+    assert run("delete", "key-a", server=server).stdout == b"deleted\n"
+    missing = run("get", "key-a", server=server)
+    assert missing.returncode == 1
+    assert missing.stdout == b""
+    assert "key not found: key-a" in one_error_line(missing)
+
+
+def test_non_utf8_argument_bytes_are_stored_exactly(lrukv_server: ServerProcess) -> None:
+    raw = b"caf\xe9 latin-1"  # not UTF-8: argv carries it with surrogateescape
+    result = subprocess.run(
+        [os.fsencode(str(LRUKV)), b"--server", lrukv_server.rpc_addr.encode(), b"put", b"k", raw],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert run("get", "k", server=lrukv_server.rpc_addr).stdout == raw
+
+
+def test_a_bad_key_is_a_usage_error_from_the_server(lrukv_server: ServerProcess) -> None:
+    result = run("put", "bad\x01key", "v", server=lrukv_server.rpc_addr)
+    assert result.returncode == 2
+    assert "control character" in one_error_line(result)
+
+
+def test_a_stopped_server_exits_3_within_the_timeout(lrukv_server: ServerProcess) -> None:
+    address = lrukv_server.rpc_addr
+    assert lrukv_server.stop() == 0
+    # subprocess.run's timeout is the guard: a hang fails the test instead of blocking it.
+    result = run("--timeout", "1", "get", "k", server=address, timeout=30)
+    assert result.returncode == 3
+    assert "unavailable" in one_error_line(result)
+
+
+def test_closing_stdout_early_ends_quietly(lrukv_server: ServerProcess) -> None:
+    from lrukv_client import Client
+
+    with Client(lrukv_server.rpc_addr) as kv:
+        for i in range(1000):  # about 1 MB of lines: more than a pipe buffers
+            kv.put(f"k{i:04}", b"v" * 1000)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LRUKV_")}
+    environ["LRUKV_SERVER"] = lrukv_server.rpc_addr
+    proc = subprocess.Popen(
+        [str(LRUKV), "items"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline().startswith(b"k")
+        proc.stdout.close()
+        assert proc.wait(60) == 141
+        assert b"Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_shell_completion_completes_command_names() -> None:
+    result = run(env={"_LRUKV_COMPLETE": "complete_bash", "COMP_WORDS": "lrukv getk",
+                      "COMP_CWORD": "1"})  # fmt: skip
+    assert result.returncode == 0
+    assert result.stdout.split() == [b"getkeys", b"getkeysvalues"]
+
+
+def test_bench_runs_a_short_real_load(lrukv_server: ServerProcess, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = run(
+        "--json", "bench", "--duration", "2", "--clients", "4", "--processes", "2",
+        "--distribution", "zipf", "--keyspace", "500", "--mix", "get=70,put=25,delete=5",
+        "--private-ratio", "0.2", "--output", str(out), "--plot", "--progress",
+        server=lrukv_server.rpc_addr, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    printed = json.loads(result.stdout)
+    written = json.loads(out.read_text())
+    assert printed["run_id"] == written["run_id"]
+    assert written["format"] == "lrukv-bench/1"
+    assert written["config"]["clients"] == 4
+    assert written["ops"]["errors"] == 0 and written["errors"] == {}
+    assert written["ops"]["completed"] > 0
+    assert written["throughput_ops_s"] > 0
+    latency = written["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
+    assert set(written["by_op"]) == {"get", "put", "delete"}
+    assert sum(written["timeline"]["ops"]) == written["ops"]["completed"]
+    assert written["correctness"]["checked_reads"] > 0
+    assert written["correctness"]["errors"] == 0
+    assert written["passed"] is True
+    assert len(written["plots"]) == 2
+    for plot in written["plots"]:
+        assert Path(plot).read_bytes().startswith(PNG_MAGIC)
+
+
+def test_bench_with_a_tiny_capacity_counts_evictions_not_errors(
+    lrukv_server_factory: StartServer, tmp_path: Path
+) -> None:
+    small = lrukv_server_factory("--shards", "1", "--items-per-shard", "30")
+    out = tmp_path / "bench.json"
+    result = run(
+        "-t", "http", "bench", "--ops", "3000", "--clients", "2", "--keyspace", "300",
+        "--private-keys", "20", "--private-ratio", "0.3", "--mix", "get=1,put=1",
+        "--no-preload", "--output", str(out),
+        server=small.http_addr, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+    check = json.loads(out.read_text())["correctness"]
+    assert check["evicted"] > 0
+    assert check["errors"] == 0
+    assert b"correctness PASSED" in result.stdout
