@@ -24,8 +24,8 @@ _CONTROL = re.compile("[\x00-\x1f\x7f]")
 def encode_key(key: object, max_key_bytes: int = DEFAULT_MAX_KEY_BYTES) -> bytes:
     """Validate *key* and return its UTF-8 encoding.
 
-    Cost: O(len(key)). Printable ASCII, the common case, is checked with two C
-    string methods; anything else takes the thorough path.
+    Cost: O(len(key)). Printable keys, the common case, are checked with one C
+    string method; anything else takes the thorough path.
 
     >>> encode_key("caf\u00e9")
     b'caf\xc3\xa9'
@@ -34,14 +34,12 @@ def encode_key(key: object, max_key_bytes: int = DEFAULT_MAX_KEY_BYTES) -> bytes
     ...
     lrukv.errors.InvalidKey: key must not be empty
     """
-    # For ASCII, len(key) is the UTF-8 length and isprintable() excludes all controls.
-    if (
-        isinstance(key, str)
-        and key.isascii()
-        and key.isprintable()
-        and 0 < len(key) <= max_key_bytes
-    ):
-        return key.encode()
+    # isprintable() rules out every control character and lone surrogate, so
+    # for most keys only the encoded length is left to check.
+    if isinstance(key, str) and key.isprintable():
+        encoded = key.encode()
+        if 0 < len(encoded) <= max_key_bytes:
+            return encoded
     return _encode_key_thoroughly(key, max_key_bytes)
 
 

@@ -1,0 +1,304 @@
+"""How fast is lrukv.ShardedMap against the LRU caches a Python shop already has?
+
+    .venv/bin/python benchmarks/bench_core.py          # full run: benchmarks/results/core.*
+    .venv/bin/python benchmarks/bench_core.py --smoke  # seconds; writes to a temp dir
+
+Every contender runs in this one process on the same seeded operation streams,
+interleaved and repeated (contender order rotates each round), so machine noise
+hits all of them alike. Reported per stream: the median ns/op and ops/s over the
+repeats, and the ratio of ops/s to the single-lock OrderedDict LRU. Bytes per
+item is measured with tracemalloc while filling each container to capacity with
+keys and values that already exist, so it counts the container's own overhead.
+
+Streams (100k keys, capacity 50k):
+  mixed  80% get / 20% put, keys drawn from a Zipf(0.99) distribution, warm cache
+  puts   puts of uniformly random keys into a full cache: most of them evict
+  hits   gets of keys that are all present, in random order
+
+Contenders: a plain dict (no eviction, no lock: the floor), OrderedDict + one
+lock, cachetools.LRUCache + lock, lru-dict (C) + lock, lrukv.ShardedMap with 10
+shards (its own per-shard locks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import gc
+import itertools
+import json
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cachetools
+import lru
+
+import lrukv
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class Cache(Protocol):
+    def get(self, key: str) -> bytes | None: ...
+    def put(self, key: str, value: bytes) -> None: ...
+
+
+class PlainDict:
+    """The floor: a dict with no eviction and no lock."""
+
+    def __init__(self, capacity: int) -> None:
+        self._data: dict[str, bytes] = {}
+
+    def get(self, key: str) -> bytes | None:
+        return self._data.get(key)
+
+    def put(self, key: str, value: bytes) -> None:
+        self._data[key] = value
+
+
+class OrderedDictLRU:
+    """The textbook Python LRU: an OrderedDict behind one lock."""
+
+    def __init__(self, capacity: int) -> None:
+        self._data: OrderedDict[str, bytes] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: bytes) -> None:
+        with self._lock:
+            data = self._data
+            data[key] = value
+            data.move_to_end(key)
+            if len(data) > self._capacity:
+                data.popitem(last=False)
+
+
+class CachetoolsLRU:
+    """cachetools.LRUCache with the lock its docs tell you to add."""
+
+    def __init__(self, capacity: int) -> None:
+        self._data: cachetools.LRUCache[str, bytes] = cachetools.LRUCache(maxsize=capacity)
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            return self._data.get(key)
+
+    def put(self, key: str, value: bytes) -> None:
+        with self._lock:
+            self._data[key] = value
+
+
+class LruDictLRU:
+    """lru-dict (a C extension) with a lock."""
+
+    def __init__(self, capacity: int) -> None:
+        self._data: lru.LRU[str, bytes] = lru.LRU(capacity)
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            value: bytes | None = self._data.get(key)
+            return value
+
+    def put(self, key: str, value: bytes) -> None:
+        with self._lock:
+            self._data[key] = value
+
+
+def sharded_map(capacity: int) -> Cache:
+    return lrukv.ShardedMap(shards=10, items_per_shard=capacity // 10)
+
+
+CONTENDERS: dict[str, Callable[[int], Cache]] = {
+    "dict (no LRU, no lock)": PlainDict,
+    "OrderedDict + lock": OrderedDictLRU,
+    "cachetools.LRUCache + lock": CachetoolsLRU,
+    "lru-dict + lock": LruDictLRU,
+    "lrukv.ShardedMap (10 shards)": sharded_map,
+}
+BASELINE = "OrderedDict + lock"
+
+Op = tuple[bool, str]  # (is_get, key)
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    prefill: Sequence[str]
+    ops: Sequence[Op]
+
+
+def zipf_sampler(rng: random.Random, n: int, s: float) -> Callable[[], int]:
+    cumulative = list(itertools.accumulate(1.0 / (rank**s) for rank in range(1, n + 1)))
+    total = cumulative[-1]
+    return lambda: bisect.bisect_left(cumulative, rng.random() * total)
+
+
+def make_workloads(keys: int, capacity: int, ops: int, seed: int) -> list[Workload]:
+    rng = random.Random(seed)
+    names = [f"user:{i:08d}" for i in range(keys)]
+    rng.shuffle(names)  # hot ranks land in random shards
+    warm = names[:capacity]
+    draw = zipf_sampler(rng, keys, 0.99)
+    mixed = [(rng.random() < 0.8, names[draw()]) for _ in range(ops)]
+    puts = [(False, names[rng.randrange(keys)]) for _ in range(ops)]
+    hits = [(True, warm[rng.randrange(capacity)]) for _ in range(ops)]
+    return [
+        Workload("mixed", warm, mixed),
+        Workload("puts", warm, puts),
+        Workload("hits", warm, hits),
+    ]
+
+
+def run_once(factory: Callable[[int], Cache], capacity: int, work: Workload, value: bytes) -> float:
+    """Return ns/op for one pass of the stream over a freshly prefilled cache."""
+    cache = factory(capacity)
+    put = cache.put
+    for key in work.prefill:
+        put(key, value)
+    get = cache.get
+    gc.collect()
+    gc.disable()
+    try:
+        started = time.thread_time_ns()
+        for is_get, key in work.ops:
+            if is_get:
+                get(key)
+            else:
+                put(key, value)
+        elapsed = time.thread_time_ns() - started
+    finally:
+        gc.enable()
+    return elapsed / len(work.ops)
+
+
+def bytes_per_item(factory: Callable[[int], Cache], capacity: int) -> float:
+    keys = [f"user:{i:08d}" for i in range(capacity)]
+    values = [b"v" * 8 for _ in range(capacity)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        cache = factory(capacity)
+        for key, value in zip(keys, values, strict=True):
+            cache.put(key, value)
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    del cache
+    return (after - before) / capacity
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny run into a temp dir")
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--ops", type=int, default=300_000)
+    parser.add_argument("--keys", type=int, default=100_000)
+    parser.add_argument("--capacity", type=int, default=50_000)
+    parser.add_argument("--seed", type=int, default=20261126)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.repeats, args.ops, args.keys, args.capacity = 2, 5_000, 2_000, 1_000
+        args.out = Path(tempfile.mkdtemp(prefix="lrukv-bench-core-"))
+
+    value = b"x" * 100
+    workloads = make_workloads(args.keys, args.capacity, args.ops, args.seed)
+    names = list(CONTENDERS)
+    samples: dict[tuple[str, str], list[float]] = {}
+    for round_no in range(args.repeats):
+        order = names[round_no % len(names) :] + names[: round_no % len(names)]
+        for work in workloads:
+            for name in order:
+                ns = run_once(CONTENDERS[name], args.capacity, work, value)
+                samples.setdefault((work.name, name), []).append(ns)
+        print(f"round {round_no + 1}/{args.repeats} done", file=sys.stderr, flush=True)
+    memory = {name: bytes_per_item(CONTENDERS[name], args.capacity) for name in names}
+
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for work in workloads:
+        base = statistics.median(samples[(work.name, BASELINE)])
+        results[work.name] = {}
+        for name in names:
+            ns = statistics.median(samples[(work.name, name)])
+            results[work.name][name] = {
+                "ns_per_op": ns,
+                "ops_per_s": 1e9 / ns,
+                "ratio_vs_ordereddict": base / ns,
+                "min_ns": min(samples[(work.name, name)]),
+                "max_ns": max(samples[(work.name, name)]),
+            }
+
+    command = "python benchmarks/bench_core.py" + (" --smoke" if args.smoke else "")
+    lines = [
+        "# Core benchmark: lrukv.ShardedMap against single-process LRU caches",
+        "",
+        f"Command: `{command}` "
+        f"({args.repeats} interleaved repeats, {args.ops} ops per stream, {args.keys} keys, "
+        f"capacity {args.capacity}, 100-byte values, seed {args.seed}).",
+        f"Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}"
+        f", {time.strftime('%Y-%m-%d')}.",
+        "",
+        "Medians over the repeats; ratio = ops/s over the OrderedDict + lock LRU's ops/s.",
+        "",
+    ]
+    for work in workloads:
+        lines += [
+            f"## {work.name}",
+            "",
+            "| contender | ns/op | ops/s | x OrderedDict | min-max ns/op |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name in names:
+            r = results[work.name][name]
+            lines.append(
+                f"| {name} | {r['ns_per_op']:.0f} | {r['ops_per_s']:,.0f} | "
+                f"{r['ratio_vs_ordereddict']:.2f} | {r['min_ns']:.0f}-{r['max_ns']:.0f} |"
+            )
+        lines.append("")
+    lines += ["## memory", "", "| contender | bytes per item (container only) |", "|---|---:|"]
+    lines += [f"| {name} | {memory[name]:.0f} |" for name in names]
+    report = "\n".join(lines) + "\n"
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "core.md").write_text(report)
+    (args.out / "core.json").write_text(
+        json.dumps(
+            {
+                "command": command,
+                "params": {k: v for k, v in vars(args).items() if k != "out"},
+                "python": platform.python_version(),
+                "results": results,
+                "bytes_per_item": memory,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(report)
+    print(f"wrote {args.out / 'core.md'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
