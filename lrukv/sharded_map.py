@@ -717,13 +717,13 @@ class ShardedMap:
             try:
                 now = self._clock()
                 head = shard.head
-                node = head.next
+                node = head.prev  # oldest first, so callbacks see eviction order
                 while node is not head:
-                    after = node.next
+                    before = node.prev
                     if node.expires is not None and node.expires <= now:
                         self._unlink(shard, node, EvictionCause.EXPIRED, evicted)
                         purged += 1
-                    node = after
+                    node = before
             finally:
                 lock.release()
             if evicted:

@@ -115,7 +115,7 @@ class ShardedMapMachine(RuleBasedStateMachine):
 
 
 ShardedMapMachine.TestCase.settings = settings(
-    max_examples=150,
+    max_examples=300,
     stateful_step_count=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
