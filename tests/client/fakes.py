@@ -14,6 +14,7 @@ import base64
 import contextlib
 import json
 import socket
+import ssl
 import threading
 import time
 from collections import defaultdict, deque
@@ -33,6 +34,7 @@ from lrukv_proto import (
     LEADER_RPC_METADATA,
 )
 from lrukv_proto.v1 import kv_pb2, kv_pb2_grpc
+from tests.client.certs import Pki
 
 # Faults are scripted by gRPC method name; the HTTP routes use the same names.
 METHODS = ("Put", "Get", "Delete", "GetKeys", "GetKeysValues", "GetServers")
@@ -68,8 +70,11 @@ class FakeNode:
     """One fake lrukv node with a gRPC and an HTTP endpoint. Start with ``start()``
     (or use as a context manager); stop with ``stop()``."""
 
-    def __init__(self, node_id: str = "fake-1") -> None:
+    def __init__(self, node_id: str = "fake-1", *, tls: Pki | None = None) -> None:
+        """``tls``: serve both endpoints over TLS with the server certificate,
+        requiring a client certificate signed by the PKI's CA (mutual TLS)."""
         self.id = node_id
+        self.tls = tls
         self.data: dict[str, bytes] = {}
         self.ttls: dict[str, float | None] = {}
         self.calls: list[str] = []
@@ -90,11 +95,24 @@ class FakeNode:
     def start(self) -> FakeNode:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         kv_pb2_grpc.add_KVServicer_to_server(_Servicer(self), server)
-        port = server.add_insecure_port("127.0.0.1:0")
+        if self.tls is None:
+            port = server.add_insecure_port("127.0.0.1:0")
+        else:
+            credentials = grpc.ssl_server_credentials(
+                [(self.tls.server_key.read_bytes(), self.tls.server_cert.read_bytes())],
+                root_certificates=self.tls.ca.read_bytes(),
+                require_client_auth=True,
+            )
+            port = server.add_secure_port("127.0.0.1:0", credentials)
         server.start()
         self._grpc = server
         self.rpc_addr = f"127.0.0.1:{port}"
         http = _HttpServer(("127.0.0.1", 0), _handler_for(self))
+        if self.tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(self.tls.ca))
+            context.load_cert_chain(self.tls.server_cert, self.tls.server_key)
+            context.verify_mode = ssl.CERT_REQUIRED
+            http.socket = context.wrap_socket(http.socket, server_side=True)
         threading.Thread(
             target=http.serve_forever, args=(0.05,), name=f"{self.id}-http", daemon=True
         ).start()
