@@ -33,6 +33,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from types import FrameType
 from typing import Any
@@ -71,6 +72,12 @@ def bind_http(host: str, port: int, backlog: int = 2048) -> socket.socket:
         raise OSError(
             f"cannot listen for HTTP on {format_addr(host, port)}: {exc.strerror or exc}"
         ) from None
+
+
+def _heartbeat(worker: Any, done: threading.Event) -> None:
+    """Tell the master the worker is alive, every second, until *done*."""
+    while not done.wait(1.0):
+        worker.notify()
 
 
 def process_started_at() -> float:
@@ -165,6 +172,7 @@ class LrukvApplication(BaseApplication):  # type: ignore[misc]
         self.started_at = process_started_at() if started_at is None else started_at
         self.agent: Agent | None = None
         self.worker_deaths = 0  # counted in the master, seen by the next worker after fork
+        self._worker: Any = None
         super().__init__()
 
     def load_config(self) -> None:
@@ -189,6 +197,7 @@ class LrukvApplication(BaseApplication):  # type: ignore[misc]
             # 8190 is gunicorn's maximum. Longer keys need gRPC.
             "limit_request_line": 8190,
             "control_socket_disable": True,
+            "post_fork": self._post_fork,
             "post_worker_init": self._post_worker_init,
             "worker_exit": self._worker_exit,
             "child_exit": self._child_exit,
@@ -206,6 +215,15 @@ class LrukvApplication(BaseApplication):  # type: ignore[misc]
                 else "with an EMPTY store (the transaction log is off)",
             )
         agent = Agent(self.config, http_addr=self.http_addr, service_wrapper=self.service_wrapper)
+        # Replaying a long transaction log can take longer than gunicorn's worker
+        # timeout; without heartbeats the master would kill the booting worker and
+        # start another that replays again, for ever.
+        booted = threading.Event()
+        worker = self._worker
+        if worker is not None:
+            threading.Thread(
+                target=_heartbeat, args=(worker, booted), name="lrukv-boot-heartbeat", daemon=True
+            ).start()
         try:
             agent.start()
         except (OSError, ValueError, TxLogError) as exc:
@@ -213,8 +231,13 @@ class LrukvApplication(BaseApplication):  # type: ignore[misc]
             # give up (gunicorn's "worker failed to boot") instead of retrying.
             print(f"lrukv-server: error: {exc}", file=sys.stderr, flush=True)
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
+        finally:
+            booted.set()
         self.agent = agent
         return agent.wsgi_app
+
+    def _post_fork(self, server: Any, worker: Any) -> None:
+        self._worker = worker  # in the worker process, before load()
 
     def _post_worker_init(self, worker: Any) -> None:
         agent = self.agent

@@ -118,6 +118,17 @@ def test_curl_shows_the_content_type_of_a_value(server: ServerProcess) -> None:
     assert b"content-type: application/octet-stream" in result.stdout.lower()
 
 
+def test_curl_upload_over_the_limit_is_413(server: ServerProcess, tmp_path: Path) -> None:
+    # curl sends "Expect: 100-continue" for a large file; the answer is still a clean 413.
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * (2 * LIMIT))
+    base = f"http://localhost:{server.http_port}"
+    status, body = _curl("-X", "PUT", "--data-binary", f"@{big}", f"{base}/v1/big-file")
+    assert status == 413
+    assert json.loads(body)["error"]["code"] == "value_too_large"
+    assert _curl(f"{base}/v1/big-file")[0] == 404
+
+
 # ------------------------------------------------------- one store, two APIs
 
 
