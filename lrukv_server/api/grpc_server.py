@@ -293,6 +293,7 @@ class GrpcServer:
             self._server,
         )
         self._stopped: threading.Event | None = None
+        self._stop_lock = threading.Lock()
 
     @property
     def address(self) -> str:
@@ -335,16 +336,20 @@ class GrpcServer:
         self._health.set(KV_SERVICE_NAME, status)
 
     def begin_stop(self, grace: float) -> None:
-        """Stop accepting calls now; in-flight calls have *grace* seconds. Idempotent."""
-        if self._stopped is None:
-            self._health.enter_graceful_shutdown()
-            self._stopped = self._server.stop(grace)
+        """Stop accepting calls now; in-flight calls have *grace* seconds. Idempotent
+        (the first call's grace applies); safe from any thread."""
+        with self._stop_lock:
+            if self._stopped is None:
+                self._health.enter_graceful_shutdown()
+                self._stopped = self._server.stop(grace)
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         """Wait until the server has stopped; return whether it did within *timeout*."""
-        if self._stopped is None:
+        with self._stop_lock:
+            stopped = self._stopped
+        if stopped is None:
             return True
-        done = self._stopped.wait(timeout)
+        done = stopped.wait(timeout)
         if done:
             self._executor.shutdown(wait=False)
         return done
