@@ -103,12 +103,15 @@ def key_from_target(rest: str) -> str:
     lrukv.errors.InvalidKey: key path has a '..' segment, which clients and proxies rewrite; \
 percent-encode the dots (%2E)
     """
-    for segment in rest.split("/"):
-        if segment in (".", ".."):
-            raise InvalidKey(
-                f"key path has a {segment!r} segment, which clients and proxies rewrite; "
-                "percent-encode the dots (%2E)"
-            )
+    if "." in rest:
+        for segment in rest.split("/"):
+            if segment in (".", ".."):
+                raise InvalidKey(
+                    f"key path has a {segment!r} segment, which clients and proxies rewrite; "
+                    "percent-encode the dots (%2E)"
+                )
+    if "%" not in rest and rest.isascii():
+        return rest  # the common case: nothing to decode
     try:
         return unquote_to_bytes(rest.encode("latin-1")).decode("utf-8")
     except UnicodeError:
@@ -116,6 +119,8 @@ percent-encode the dots (%2E)
 
 
 def _consistency() -> Consistency:
+    if not request.environ.get("QUERY_STRING"):
+        return Consistency.DEFAULT  # skips building request.args on the hot path
     text = request.args.get("consistency")
     if text is None:
         return Consistency.DEFAULT
@@ -126,6 +131,8 @@ def _consistency() -> Consistency:
 
 
 def _ttl() -> float | None:
+    if not request.environ.get("QUERY_STRING"):
+        return None
     text = request.args.get("ttl")
     if text is None:
         return None
