@@ -294,6 +294,7 @@ class GrpcServer:
         )
         self._stopped: threading.Event | None = None
         self._stop_lock = threading.Lock()
+        self._started = False
 
     @property
     def address(self) -> str:
@@ -322,7 +323,11 @@ class GrpcServer:
         )
         if register is not None:
             register(KV_SERVICE_NAME, handlers)
-        self._server.start()
+        with self._stop_lock:
+            if self._stopped is not None:
+                raise RuntimeError("the gRPC server was stopped before it started")
+            self._server.start()
+            self._started = True
         self.set_serving(True)
 
     def set_serving(self, serving: bool) -> None:
@@ -341,6 +346,10 @@ class GrpcServer:
         with self._stop_lock:
             if self._stopped is None:
                 self._health.enter_graceful_shutdown()
+                if not self._started:
+                    # grpcio releases a bound port only when a started server stops
+                    # (not on stop() before start(), not when garbage-collected).
+                    self._server.start()
                 self._stopped = self._server.stop(grace)
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
