@@ -213,13 +213,11 @@ def _free(port: int) -> bool:
 def test_default_run_is_one_node_on_8080_and_50051_on_loopback(tmp_path: Path) -> None:
     if not (_free(8080) and _free(50051)):
         pytest.skip("ports 8080 or 50051 are in use on this machine")
-    proc = subprocess.Popen(
-        server_command(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=tmp_path,
-        text=True,
-    )
+    stderr_path = tmp_path / "stderr"
+    with open(stderr_path, "w") as stderr:
+        proc = subprocess.Popen(
+            server_command(), stdout=subprocess.PIPE, stderr=stderr, cwd=tmp_path, text=True
+        )
     try:
         lines = []
         assert proc.stdout is not None
@@ -227,15 +225,19 @@ def test_default_run_is_one_node_on_8080_and_50051_on_loopback(tmp_path: Path) -
             lines.append(line.rstrip("\n"))
             if "ready" in line:
                 break
+        if proc.poll() == 1 and "cannot listen" in stderr_path.read_text():
+            pytest.skip("another process took port 8080 or 50051 meanwhile")
         assert "lrukv-server: HTTP listening on http://127.0.0.1:8080" in lines
         assert "lrukv-server: gRPC listening on 127.0.0.1:50051" in lines
         assert any("transaction log off" in line for line in lines)
     finally:
-        proc.send_signal(signal.SIGTERM)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         try:
-            assert proc.wait(30) == 0
+            proc.wait(30)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
+    assert proc.returncode == 0, stderr_path.read_text()
     assert not (tmp_path / "lrukv-data").exists()  # no files without a transaction log
