@@ -21,9 +21,12 @@ def plot_result(result: dict[str, Any], latencies: array[float], prefix: Path) -
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     config = result["config"]
+    latency = result["latency_ms"]
     title = (
         f"lrukv bench: {config['clients']} clients, {config['transport'] or 'grpc'}, "
-        f"{config['distribution']} keys, {config['value_size']} B values"
+        f"{config['distribution']} keys, {config['value_size']} B values\n"
+        f"{result['throughput_ops_s']:,.0f} ops/s; latency p50 {latency.get('p50', 0):.2f} ms, "
+        f"p99 {latency.get('p99', 0):.2f} ms, max {latency.get('max', 0):.1f} ms"
     )
     timeline = result["timeline"]
     interval = float(timeline["interval_s"])
@@ -35,10 +38,10 @@ def plot_result(result: dict[str, Any], latencies: array[float], prefix: Path) -
     times, rates, error_rates = [], [], []
     for start in range(0, len(ops), step):
         window = ops[start : start + step]
-        # The last window is usually cut short by the end of the run: divide by
-        # the time it really covered, or the curve would dip at the end.
-        seconds = min(len(window) * interval, elapsed - start * interval)
-        if seconds <= interval / 10:
+        seconds = len(window) * interval
+        # The last window is cut short by the end of the run, and not every client
+        # was still running in it: leave it out rather than draw a false dip.
+        if start + step >= len(ops) and start * interval + seconds > elapsed:
             break
         times.append((start + len(window)) * interval)
         rates.append(sum(window) / seconds)
@@ -50,6 +53,8 @@ def plot_result(result: dict[str, Any], latencies: array[float], prefix: Path) -
 
     figure, axis = plt.subplots(figsize=(8, 4))
     axis.plot(times, rates, label="completed ops/s")
+    mean = float(result["throughput_ops_s"])
+    axis.axhline(mean, color="tab:gray", linestyle="--", label=f"mean {mean:,.0f} ops/s")
     if any(error_rates):
         axis.plot(times, error_rates, label="errors/s", color="tab:red")
     axis.set_xlabel("seconds since start")
@@ -71,8 +76,9 @@ def plot_result(result: dict[str, Any], latencies: array[float], prefix: Path) -
         hist_axis.hist(millis, bins=edges)
         hist_axis.set_xscale("log")
         # Latency by percentile, HdrHistogram style: the tail is where the story is.
-        fractions = [(i + 1) / len(millis) for i in range(len(millis))]
-        pct_axis.plot([1 / max(1e-9, 1 - f) for f in fractions[:-1]], millis[:-1])
+        # Midpoint plotting positions, so the maximum gets a finite place too.
+        count = len(millis)
+        pct_axis.plot([count / (count - i - 0.5) for i in range(count)], millis)
         pct_axis.set_xscale("log")
         ticks = [2, 10, 100, 1000, 10000]
         pct_axis.set_xticks(ticks, ["50%", "90%", "99%", "99.9%", "99.99%"])
