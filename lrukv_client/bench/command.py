@@ -146,8 +146,20 @@ def bench(
         raise typer.BadParameter(str(exc)) from None
 
     show_progress = sys.stderr.isatty() if progress is None else progress
+    limit = f"{config.ops:,} ops" if config.ops is not None else ""
+    if config.duration is not None:
+        limit = f"{limit} or {config.duration:g} s" if limit else f"{config.duration:g} s"
+
+    def announce() -> None:
+        if not show_progress:
+            typer.echo(
+                f"lrukv bench: load started: {config.clients} clients for {limit} "
+                "(Ctrl-C stops early)",
+                err=True,
+            )
+
     with errors_to_exit_codes():
-        run = _run_with_progress(config) if show_progress else run_load(config)
+        run = _run_with_progress(config) if show_progress else run_load(config, on_start=announce)
     result = summarize(run)
     if output is not None and str(output) == "-":
         output = None

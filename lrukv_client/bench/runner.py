@@ -95,10 +95,14 @@ def run_load(
     config: BenchConfig,
     *,
     on_progress: OnProgress | None = None,
+    on_start: Callable[[], None] | None = None,
     stop: threading.Event | None = None,
 ) -> RunOutput:
     """Run ``config`` to its end (or until ``stop`` is set / Ctrl-C) and return the
     raw measurements. Raises the SDK's error if the server is unreachable at the start.
+
+    ``on_start`` is called once every worker is ready, as the timed load begins
+    (after the pre-flight check and the preload).
     """
     config.validate()
     _preflight(config)
@@ -107,15 +111,20 @@ def run_load(
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     stop = stop if stop is not None else threading.Event()
     report = on_progress or (lambda ops, errors, seconds: None)
+    started = on_start or (lambda: None)
     if config.processes == 1:
-        elapsed, workers, interrupted = _run_threads(config, run_id, stop, report)
+        elapsed, workers, interrupted = _run_threads(config, run_id, stop, report, started)
     else:
-        elapsed, workers, interrupted = _run_processes(config, run_id, stop, report)
+        elapsed, workers, interrupted = _run_processes(config, run_id, stop, report, started)
     return RunOutput(config, run_id, started_at, elapsed, workers, preload, interrupted)
 
 
 def _run_threads(
-    config: BenchConfig, run_id: str, stop: threading.Event, report: OnProgress
+    config: BenchConfig,
+    run_id: str,
+    stop: threading.Event,
+    report: OnProgress,
+    started: Callable[[], None],
 ) -> tuple[float, list[WorkerStats], bool]:
     chooser = KeyChooser(config.keyspace, config.distribution, config.zipf_s)
     progress = LocalProgress()
@@ -152,6 +161,7 @@ def _run_threads(
             ready.acquire(timeout=_START_TIMEOUT)
         go.set()
         began = time.monotonic()
+        started()
         while alive := [thread for thread in threads if thread.is_alive()]:
             alive[0].join(_POLL)
             ops, errors = progress.read()
@@ -224,7 +234,11 @@ def _process_main(
 
 
 def _run_processes(
-    config: BenchConfig, run_id: str, stop: threading.Event, report: OnProgress
+    config: BenchConfig,
+    run_id: str,
+    stop: threading.Event,
+    report: OnProgress,
+    started: Callable[[], None],
 ) -> tuple[float, list[WorkerStats], bool]:
     # spawn, not fork: gRPC's threads do not survive a fork.
     context = multiprocessing.get_context("spawn")
@@ -269,6 +283,7 @@ def _run_processes(
             time.sleep(0.02)
         go.set()
         began = time.monotonic()
+        started()
         while received < len(processes):
             if stop.is_set():
                 shared_stop.set()

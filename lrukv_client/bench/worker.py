@@ -27,7 +27,7 @@ from lrukv_client.errors import KeyNotFound, LrukvClientError
 
 __all__ = ["Progress", "WorkerStats", "open_client", "run_worker", "shared_value"]
 
-_CHECK_STOP_EVERY = 16
+_REPORT_EVERY = 16  # operations between progress reports (a shared counter)
 
 
 class Progress(Protocol):
@@ -133,12 +133,13 @@ def _loop(  # noqa: PLR0917 - the private hot loop; its caller names everything
     for done in itertools.count():
         if quota is not None and done >= quota:
             break
-        if done % _CHECK_STOP_EVERY == 0:
-            if clock() >= ends_at or stop.is_set():
-                break
-            if unreported_ops:
-                progress.add(unreported_ops, unreported_errors)
-                unreported_ops = unreported_errors = 0
+        # Every operation, not every few: against a dead server one operation can
+        # take the whole --timeout, and the run must still end on time.
+        if clock() >= ends_at or stop.is_set():
+            break
+        if unreported_ops and (done % _REPORT_EVERY == 0 or unreported_errors):
+            progress.add(unreported_ops, unreported_errors)
+            unreported_ops = unreported_errors = 0
         op = ops[min(bisect.bisect_right(cumulative, rng.random() * cumulative[-1]), len(ops) - 1)]
         use_private = op != "keys" and rng.random() < config.private_ratio
         index = rng.randrange(config.private_keys) if use_private else chooser.index(rng)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -173,3 +174,71 @@ def test_bench_with_a_tiny_capacity_counts_evictions_not_errors(
     assert check["evicted"] > 0
     assert check["errors"] == 0
     assert b"correctness PASSED" in result.stdout
+
+
+def _start_bench(
+    args: list[str], server: str, global_args: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LRUKV_")}
+    environ["LRUKV_SERVER"] = server
+    return subprocess.Popen(
+        [str(LRUKV), *global_args, "bench", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environ,
+    )
+
+
+def _wait_for_load(proc: subprocess.Popen[bytes]) -> None:
+    """Block until the bench says its timed load began (stderr line)."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if b"load started" in line:
+            return
+    raise AssertionError(f"the bench ended before its load started (exit {proc.wait()})")
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_ctrl_c_stops_the_bench_and_still_reports(
+    lrukv_server: ServerProcess, tmp_path: Path, processes: str
+) -> None:
+    out = tmp_path / "bench.json"
+    args = ["--duration", "60", "-c", "2", "-p", processes, "--no-progress", "-o", str(out)]
+    proc = _start_bench(args, lrukv_server.rpc_addr)
+    try:
+        _wait_for_load(proc)
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    data = json.loads(out.read_text())
+    assert data["interrupted"] is True
+    assert data["ops"]["completed"] > 0
+    assert data["correctness"]["errors"] == 0
+    assert b"[interrupted]" in stdout
+
+
+def test_a_server_dying_mid_run_is_counted_and_the_run_ends_on_time(
+    lrukv_server: ServerProcess, tmp_path: Path
+) -> None:
+    out = tmp_path / "bench.json"
+    args = ["--duration", "3", "-c", "2", "--no-progress", "-o", str(out)]
+    proc = _start_bench(args, lrukv_server.rpc_addr, ("--timeout", "0.5"))
+    try:
+        _wait_for_load(proc)
+        assert lrukv_server.stop() == 0
+        stdout, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 6, stdout.decode()  # operations failed
+    data = json.loads(out.read_text())
+    assert data["errors"].get("Unavailable", 0) > 0
+    assert data["ops"]["errors"] == sum(data["errors"].values())
+    assert sum(data["timeline"]["errors"]) == data["ops"]["errors"]
+    assert data["correctness"]["errors"] == 0  # failed writes are "maybe", never "wrong"
+    assert b"errors by kind: Unavailable=" in stdout
