@@ -8,7 +8,7 @@
 from lrukv_client.bench.checker import ERROR_KINDS, PrivateKeys
 from lrukv_client.bench.config import OPERATIONS, BenchConfig, parse_mix
 from lrukv_client.bench.keys import KeyChooser
-from lrukv_client.bench.report import RESULT_FORMAT, render_text, summarize
+from lrukv_client.bench.report import RESULT_FORMAT, merged_latencies, render_text, summarize
 from lrukv_client.bench.runner import RunOutput, run_load
 from lrukv_client.bench.worker import WorkerStats
 
@@ -21,6 +21,7 @@ __all__ = [
     "PrivateKeys",
     "RunOutput",
     "WorkerStats",
+    "merged_latencies",
     "parse_mix",
     "render_text",
     "run_load",

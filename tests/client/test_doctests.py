@@ -15,6 +15,8 @@ import lrukv_client
 def _modules_with_examples() -> list[str]:
     names = []
     for info in pkgutil.walk_packages(lrukv_client.__path__, prefix="lrukv_client."):
+        if info.name.endswith(".__main__"):
+            continue  # importing it would run the command
         module = importlib.import_module(info.name)
         examples = [e for test in doctest.DocTestFinder().find(module) for e in test.examples]
         # Examples that need a running server are marked +SKIP; they cannot fail here.

@@ -39,8 +39,8 @@ from typing import Annotated, BinaryIO, TypeVar
 import typer
 
 from lrukv_client import AnyClient, TLSConfig, __version__
-from lrukv_client._cli_common import (
-    EXIT_CODES,
+from lrukv_client.cli.bench import bench
+from lrukv_client.cli.common import (
     EXIT_NOT_FOUND,
     EXIT_USAGE,
     ConsistencyChoice,
@@ -49,9 +49,8 @@ from lrukv_client._cli_common import (
     errors_to_exit_codes,
     fail,
 )
-from lrukv_client.bench.command import bench
 
-__all__ = ["EXIT_CODES", "app", "main"]
+__all__ = ["app", "main"]
 
 T = TypeVar("T")
 

@@ -1,4 +1,4 @@
-"""``lrukv bench``: the load generator's command line."""
+"""``lrukv bench``: the command line of the load generator (``lrukv_client.bench``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,16 @@ from typing import Annotated, Any
 
 import typer
 
-from lrukv_client._cli_common import (
+from lrukv_client.bench import (
+    BenchConfig,
+    RunOutput,
+    merged_latencies,
+    parse_mix,
+    render_text,
+    run_load,
+    summarize,
+)
+from lrukv_client.cli.common import (
     EXIT_BENCH_ERRORS,
     EXIT_BENCH_WRONG_VALUES,
     ConsistencyChoice,
@@ -18,9 +27,6 @@ from lrukv_client._cli_common import (
     errors_to_exit_codes,
     fail,
 )
-from lrukv_client.bench.config import BenchConfig, parse_mix
-from lrukv_client.bench.report import merged_latencies, render_text, summarize
-from lrukv_client.bench.runner import RunOutput, run_load
 
 __all__ = ["bench"]
 
