@@ -1,7 +1,7 @@
 """How fast is lrukv-server over HTTP and gRPC, next to a bare Flask app and a bare grpcio servicer?
 
-    .venv/bin/python benchmarks/bench_server.py            # full run (~5 min); writes
-                                                           # benchmarks/results/server.{md,json}
+    .venv/bin/python benchmarks/bench_server.py --repeats 5   # ~9 min (3 repeats: ~6); writes
+                                                              # benchmarks/results/server.{md,json}
     .venv/bin/python benchmarks/bench_server.py --smoke    # a few seconds; writes to a temp dir
 
 Servers (each started fresh for every repeat, pinned to CPU 0 where the machine
@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import re
+import resource
 import select
 import shutil
 import socket
@@ -97,6 +98,8 @@ class Run:
     p99_ms: float
     errors: int
     tool: str
+    server_cpu_pct: float  # CPU the server's processes used, % of one CPU
+    load_cpu_pct: float  # CPU the load generator used, % of one CPU
 
 
 @dataclass
@@ -287,7 +290,13 @@ def _measure(setup: Setup, server: Server, api: str, repeat: int, workdir: Path)
         load = _http_load if api == "http" else _grpc_load
         if setup.warmup:
             load(setup, target, op, setup.warmup, workdir)
+        server_before = _tree_cpu_seconds(server.proc.pid)
+        load_before = _children_cpu_seconds()
+        started = time.monotonic()
         result = load(setup, target, op, setup.seconds, workdir)
+        elapsed = time.monotonic() - started
+        server_cpu = 100 * (_tree_cpu_seconds(server.proc.pid) - server_before) / elapsed
+        load_cpu = 100 * (_children_cpu_seconds() - load_before) / elapsed
         runs.append(
             Run(
                 repeat=repeat,
@@ -299,15 +308,42 @@ def _measure(setup: Setup, server: Server, api: str, repeat: int, workdir: Path)
                 p99_ms=result["p99_ms"],
                 errors=result["errors"],
                 tool=result["tool"],
+                server_cpu_pct=server_cpu,
+                load_cpu_pct=load_cpu,
             )
         )
         print(
             f"  repeat {repeat} {server.label:22} {api:4} {op:3}: "
             f"{runs[-1].rps:8.0f} req/s  p50 {runs[-1].p50_ms:6.2f} ms  "
-            f"p99 {runs[-1].p99_ms:6.2f} ms  errors {runs[-1].errors}  ({runs[-1].tool})",
+            f"p99 {runs[-1].p99_ms:6.2f} ms  errors {runs[-1].errors}  "
+            f"cpu server {server_cpu:3.0f}% load {load_cpu:3.0f}%  ({runs[-1].tool})",
             flush=True,
         )
     return runs
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of *pid* and its live descendants (gunicorn's
+    master and worker), from /proc; 0 where /proc is missing."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        pending.extend(int(child) for child in children)
+    return total
+
+
+def _children_cpu_seconds() -> float:
+    """CPU seconds of this process's finished children (the load generators)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _grpc_load(setup: Setup, target: str, op: str, seconds: float, workdir: Path) -> dict[str, Any]:
@@ -344,6 +380,9 @@ def summarise(runs: list[Run]) -> list[dict[str, Any]]:
                     "bare_p50_ms": _median_run(bare).p50_ms,
                     "bare_p99_ms": _median_run(bare).p99_ms,
                     "errors": sum(r.errors for r in mine + bare),
+                    "lrukv_server_cpu_pct": _median_run(mine).server_cpu_pct,
+                    "bare_server_cpu_pct": _median_run(bare).server_cpu_pct,
+                    "load_cpu_pct": max(r.load_cpu_pct for r in mine + bare),
                     "tools": sorted({r.tool for r in mine + bare}),
                 }
             )
@@ -415,8 +454,9 @@ def write_reports(
         "latencies are those of the median run.",
         "",
         "| API | op | lrukv req/s | baseline req/s | ratio | target >= 0.8 "
-        "| lrukv p50 / p99 ms | baseline p50 / p99 ms | errors |",
-        "|---|---|---:|---:|---:|---|---:|---:|---:|",
+        "| lrukv p50 / p99 ms | baseline p50 / p99 ms | errors | server CPU lrukv / baseline "
+        "| load CPU (max) |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         baseline = "bare Flask" if row["api"] == "http" else "bare grpcio"
@@ -425,7 +465,9 @@ def write_reports(
             f"| {row['bare_rps']:,.0f} ({baseline}) | {row['ratio']:.2f} "
             f"| {'met' if row['meets_target'] else '**missed**'} "
             f"| {row['lrukv_p50_ms']:.2f} / {row['lrukv_p99_ms']:.2f} "
-            f"| {row['bare_p50_ms']:.2f} / {row['bare_p99_ms']:.2f} | {row['errors']} |"
+            f"| {row['bare_p50_ms']:.2f} / {row['bare_p99_ms']:.2f} | {row['errors']} "
+            f"| {row['lrukv_server_cpu_pct']:.0f}% / {row['bare_server_cpu_pct']:.0f}% "
+            f"| {row['load_cpu_pct']:.0f}% |"
         )
     if startups:
         lines += [
@@ -434,6 +476,12 @@ def write_reports(
             f"median {statistics.median(startups):.2f} s, max {max(startups):.2f} s "
             f"over {len(startups)} starts.",
         ]
+    lines += [
+        "",
+        "CPU columns: % of one CPU used during the measured run (servers: master and "
+        "worker together). A server near 100% while the load generator stays below it "
+        "means the server, not the load, set the pace.",
+    ]
     missed = [r for r in rows if not r["meets_target"]]
     lines += ["", "## Verdict", ""]
     if missed:
