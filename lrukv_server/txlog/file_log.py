@@ -464,7 +464,10 @@ class FileTransactionLog:
 
     def compaction_mark(self) -> object:
         """See CompactableLog: call with appends excluded by the caller."""
-        with self._lock:
+        # The I/O lock too: a buffer being written out by sync() has already left
+        # _pending but is not yet counted in _size, and the mark must not fall
+        # inside it (that made the compacted log repeat a record).
+        with self._io_lock, self._lock:
             return _Mark(
                 self._last_seq,
                 self._size + len(self._pending),

@@ -85,6 +85,7 @@ class LoggedStore:
         self._map = store
         self._log = log
         self._write_lock = threading.Lock()
+        self._compaction_lock = threading.Lock()  # taken before _write_lock
         self._compact_after = compact_after_events
         self._since_compaction = 0
         self._compactor: threading.Thread | None = None
@@ -248,12 +249,15 @@ class LoggedStore:
         log = self._log
         if not isinstance(log, CompactableLog):
             return False
-        with self._write_lock:
-            # Mark and snapshot under the write lock: no event can fall between them.
-            mark = log.compaction_mark()
-            blob = self._map.snapshot()
-            self._since_compaction = 0
-        log.compact(mark, blob)
+        # One compaction at a time: a second mark taken while the first compaction
+        # runs would be stale by the time it is used.
+        with self._compaction_lock:
+            with self._write_lock:
+                # Mark and snapshot under the write lock: no event can fall between.
+                mark = log.compaction_mark()
+                blob = self._map.snapshot()
+                self._since_compaction = 0
+            log.compact(mark, blob)
         return True
 
     def _maybe_compact(self) -> None:
