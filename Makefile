@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(PIP) install --quiet --upgrade pip
 
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e '.[server,postgres]'
+	$(PIP) install --quiet -e '.[server,postgres,cli]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
