@@ -43,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -183,13 +183,17 @@ def _wait_for_port(target: str, timeout: float = 30) -> None:
 
 
 @contextmanager
-def lrukv_server(cpu: str | None, workdir: Path) -> Iterator[Server]:
+def lrukv_server(
+    cpu: str | None, workdir: Path, extra_args: Sequence[str] = ()
+) -> Iterator[Server]:
+    """Start lrukv-server as the benchmark runs it; *extra_args* are appended."""
     command = [
         *_pin(cpu),
         str(Path(sys.executable).parent / "lrukv-server"),
         "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0",
         "-i", str(KEYS), "--http-threads", str(HTTP_THREADS),
         "--grpc-workers", str(GRPC_WORKERS), "--data-dir", str(workdir / "lrukv-data"),
+        *extra_args,
     ]  # fmt: skip
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=workdir
