@@ -33,8 +33,6 @@ Recency
 from __future__ import annotations
 
 import math
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final
@@ -42,6 +40,7 @@ from zlib import crc32
 
 from lrukv import snapshot as snapshot_format
 from lrukv._keys import DEFAULT_MAX_KEY_BYTES, encode_key, shard_index
+from lrukv._shard import UNBOUNDED, Node, Shard
 from lrukv.errors import (
     InvalidConfig,
     InvalidKey,
@@ -57,104 +56,6 @@ __all__ = ["EvictionCallback", "ShardedMap"]
 
 EvictionCallback = Callable[[str, bytes, EvictionCause], None]
 """Called as ``on_evict(key, value, cause)`` after the evicting operation released its lock."""
-
-_UNBOUNDED: Final = sys.maxsize
-_MISSING: Final = object()
-
-
-class _Node:
-    """One item, or a shard's sentinel. A node that left the list has ``key == ""``
-    (no valid key is empty), which is how a thread holding a stale index hint
-    recognises it after taking the lock."""
-
-    __slots__ = ("expires", "key", "key_bytes", "next", "prev", "shard", "value")
-
-    prev: _Node
-    next: _Node
-    key: str
-    value: bytes
-    expires: float | None
-    key_bytes: int  # UTF-8 length of key; the item's charge is key_bytes + len(value)
-    shard: _Shard
-
-    def __init__(
-        self,
-        shard: _Shard,
-        key: str = "",
-        value: bytes = b"",
-        expires: float | None = None,
-        key_bytes: int = 0,
-    ) -> None:
-        self.prev = self
-        self.next = self
-        self.key = key
-        self.value = value
-        self.expires = expires
-        self.key_bytes = key_bytes
-        self.shard = shard
-
-
-class _Shard:
-    """A recency list and its counters. Only touched while ``lock`` is held."""
-
-    __slots__ = (
-        "budget",
-        "capacity",
-        "evicted_bytes",
-        "evicted_capacity",
-        "evicted_expired",
-        "head",
-        "hits",
-        "lock",
-        "misses",
-        "nbytes",
-        "number",
-        "size",
-    )
-
-    def __init__(self, number: int, capacity: int, budget: int) -> None:
-        self.number = number
-        self.capacity = capacity
-        self.budget = budget
-        # Hot paths call lock.acquire()/release() in try/finally: on CPython 3.11
-        # that measured ~35% cheaper than `with lock:` and than bound methods
-        # stored on the shard (a slot lookup that LOAD_METHOD cannot specialise).
-        self.lock = threading.Lock()
-        self.head = _Node(self)
-        self.size = 0
-        # Key plus value bytes, kept only when the shard has a byte budget: on
-        # the unbudgeted fast paths the int arithmetic measured ~10% of a put.
-        # stats() sums the list instead when there is no budget.
-        self.nbytes = 0
-        self.hits = 0
-        self.misses = 0
-        self.evicted_capacity = 0
-        self.evicted_bytes = 0
-        self.evicted_expired = 0
-
-    def reset(self) -> None:
-        head = self.head
-        head.prev = head.next = head
-        self.size = 0
-        self.nbytes = 0
-
-    def sum_bytes(self) -> int:
-        head = self.head
-        node = head.next
-        total = 0
-        while node is not head:
-            total += node.key_bytes + len(node.value)
-            node = node.next
-        return total
-
-    def entries_lru_first(self) -> list[tuple[str, bytes, float | None]]:
-        head = self.head
-        node = head.prev
-        out = []
-        while node is not head:
-            out.append((node.key, node.value, node.expires))
-            node = node.prev
-        return out
 
 
 class ShardedMap:
@@ -215,10 +116,10 @@ class ShardedMap:
         self._items_per_shard: Final = items_per_shard
         self._max_bytes: Final = max_bytes
         self._max_key_bytes: Final = max_key_bytes
-        self._max_value_bytes: Final = _UNBOUNDED if max_value_bytes is None else max_value_bytes
-        budget = _UNBOUNDED if max_bytes is None else max_bytes // shards
-        self._shards: Final = tuple(_Shard(n, items_per_shard, budget) for n in range(shards))
-        self._index: dict[str, _Node] = {}
+        self._max_value_bytes: Final = UNBOUNDED if max_value_bytes is None else max_value_bytes
+        budget = UNBOUNDED if max_bytes is None else max_bytes // shards
+        self._shards: Final = tuple(Shard(n, items_per_shard, budget) for n in range(shards))
+        self._index: dict[str, Node] = {}
         self._clock = clock
         self._on_evict = on_evict
         # No byte budget and no callback: puts of new keys may take the inlined path.
@@ -434,7 +335,7 @@ class ShardedMap:
             raise InvalidKey(f"key must be str, not {type(key).__name__}") from None
         if node is not None:
             shard = node.shard
-            if shard.budget == _UNBOUNDED:
+            if shard.budget == UNBOUNDED:
                 # Overwrite in place: with no byte budget, nothing can be evicted.
                 lock = shard.lock
                 lock.acquire()
@@ -476,7 +377,7 @@ class ShardedMap:
             try:
                 head = shard.head
                 if shard.size < shard.capacity:
-                    node = _Node(shard, key, value, expires, key_bytes)
+                    node = Node(shard, key, value, expires, key_bytes)
                     # setdefault both checks for a racing insert and indexes the node.
                     if index.setdefault(key, node) is node:
                         shard.size += 1
@@ -590,7 +491,7 @@ class ShardedMap:
                     prev.next = head
                     head.prev = prev
                 else:
-                    node = _Node(shard)
+                    node = Node(shard)
                     shard.size += 1
                 node.key = key
                 node.value = value
@@ -874,7 +775,7 @@ class ShardedMap:
     @property
     def max_value_bytes(self) -> int | None:
         """Largest value accepted, or None for no limit beyond the byte budget."""
-        return None if self._max_value_bytes == _UNBOUNDED else self._max_value_bytes
+        return None if self._max_value_bytes == UNBOUNDED else self._max_value_bytes
 
     def stats(self) -> Stats:
         """Counters since creation, read one shard at a time. Cost: O(shards)."""
@@ -958,7 +859,7 @@ class ShardedMap:
             raise InvalidTTL(f"expiry must be finite and positive, not {number!r}")
         return float(self._clock() + number if ttl is not None else number)
 
-    def _move_to_front(self, shard: _Shard, node: _Node) -> None:
+    def _move_to_front(self, shard: Shard, node: Node) -> None:
         head = shard.head
         node.prev.next = node.next
         node.next.prev = node.prev
@@ -969,9 +870,9 @@ class ShardedMap:
         head.next = node
 
     def _insert_front_locked(
-        self, shard: _Shard, key: str, key_bytes: int, value: bytes, expires: float | None
+        self, shard: Shard, key: str, key_bytes: int, value: bytes, expires: float | None
     ) -> None:
-        node = _Node(shard)
+        node = Node(shard)
         node.key = key
         node.value = value
         node.expires = expires
@@ -988,8 +889,8 @@ class ShardedMap:
 
     def _unlink(
         self,
-        shard: _Shard,
-        node: _Node,
+        shard: Shard,
+        node: Node,
         cause: EvictionCause | None,
         evicted: list[tuple[str, bytes, EvictionCause]],
     ) -> None:
@@ -1007,7 +908,7 @@ class ShardedMap:
         node.value = b""
 
     @staticmethod
-    def _count_eviction(shard: _Shard, cause: EvictionCause) -> None:
+    def _count_eviction(shard: Shard, cause: EvictionCause) -> None:
         if cause is EvictionCause.CAPACITY:
             shard.evicted_capacity += 1
         elif cause is EvictionCause.BYTES:
