@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lrukv._keys import DEFAULT_MAX_KEY_BYTES
-from lrukv.errors import InvalidConfig
+from lrukv._limits import validate_sizes
 from lrukv.sharded_map import EvictionCallback, ShardedMap
 
 __all__ = ["StoreConfig"]
@@ -36,18 +36,13 @@ class StoreConfig:
 
     def validate(self) -> StoreConfig:
         """Raise InvalidConfig if any value is out of range; return self."""
-        for name in ("shards", "items_per_shard", "max_key_bytes"):
-            number = getattr(self, name)
-            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-                raise InvalidConfig(f"{name} must be a positive int, not {number!r}")
-        for name in ("max_bytes", "max_value_bytes"):
-            limit = getattr(self, name)
-            if limit is not None and (
-                isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-            ):
-                raise InvalidConfig(f"{name} must be a positive int or None, not {limit!r}")
-        if self.max_bytes is not None and self.max_bytes < self.shards:
-            raise InvalidConfig(f"max_bytes={self.max_bytes} leaves less than a byte per shard")
+        validate_sizes(
+            self.shards,
+            self.items_per_shard,
+            self.max_bytes,
+            self.max_key_bytes,
+            self.max_value_bytes,
+        )
         return self
 
     @property

@@ -40,6 +40,7 @@ from zlib import crc32
 
 from lrukv import snapshot as snapshot_format
 from lrukv._keys import DEFAULT_MAX_KEY_BYTES, encode_key, shard_index
+from lrukv._limits import validate_sizes
 from lrukv._shard import UNBOUNDED, Node, Shard
 from lrukv.errors import (
     InvalidConfig,
@@ -95,20 +96,7 @@ class ShardedMap:
         released; an exception it raises propagates to the caller of the
         operation, which has completed.
         """
-        for name, number in (("shards", shards), ("items_per_shard", items_per_shard)):
-            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-                raise InvalidConfig(f"{name} must be a positive int, not {number!r}")
-        for name, limit in (("max_bytes", max_bytes), ("max_value_bytes", max_value_bytes)):
-            if limit is not None and (
-                isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-            ):
-                raise InvalidConfig(f"{name} must be a positive int or None, not {limit!r}")
-        if isinstance(max_key_bytes, bool) or not isinstance(max_key_bytes, int):
-            raise InvalidConfig(f"max_key_bytes must be an int, not {max_key_bytes!r}")
-        if max_key_bytes < 1:
-            raise InvalidConfig(f"max_key_bytes must be positive, not {max_key_bytes}")
-        if max_bytes is not None and max_bytes < shards:
-            raise InvalidConfig(f"max_bytes={max_bytes} leaves less than one byte per shard")
+        validate_sizes(shards, items_per_shard, max_bytes, max_key_bytes, max_value_bytes)
         if not callable(clock):
             raise InvalidConfig("clock must be callable")
 
