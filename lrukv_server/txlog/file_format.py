@@ -16,14 +16,27 @@ Snapshot file (``<log>.snapshot``)::
     blob_len u64 | blob (lrukv.snapshot format) | crc32 u32 of every byte before it
     (flags: 2 = applied_index is set)
 
-Classifying damage when a log is opened (:func:`scan`): records are read from
-the header on. At the first position that does not hold a whole record with a
-matching CRC, the rest of the file is searched for any valid record with a
-later seq. If there is one, the damage is in the middle: :class:`CorruptLog`
-with the offset and the seq expected there, because data after it was written
-and acknowledged and must not be silently dropped. If there is none, the damage
-is a torn tail (a write cut short by a crash): it is cut off and reported. A
-record with a valid CRC but the wrong seq is :class:`LogSequenceError`.
+The writer preallocates the file ahead of its records, so a log that was not
+closed cleanly (kill -9, a machine crash) usually ends in zero bytes: space
+reserved but not yet written. The logical end of the log is the end of its last
+whole record; on a clean close the file is truncated there.
+
+Classifying what follows the last whole record when a log is opened
+(:func:`scan`): records are read from the header on. At the first position that
+does not hold a whole record with a matching CRC:
+
+* if every byte from there to the end of the file is zero, that is the clean
+  end of the log (preallocated space), not damage: nothing is reported;
+* otherwise the rest of the file is searched for any valid record with a later
+  seq. If there is one, the damage is in the middle: :class:`CorruptLog` with
+  the offset and the seq expected there, because data after it was written and
+  acknowledged and must not be silently dropped;
+* if there is none, the damage is a torn tail (a record cut short by a crash):
+  it is cut off and reported.
+
+A record with a valid CRC but the wrong seq is :class:`LogSequenceError`. A
+record is never all zeros (its length field is at least ``BODY.size``), so a
+zero tail can never hide one.
 """
 
 from __future__ import annotations
@@ -50,6 +63,7 @@ __all__ = [
     "encode_record",
     "encode_snapshot",
     "iter_events",
+    "last_nonzero",
     "scan",
 ]
 
@@ -136,7 +150,10 @@ def _record_at(view: memoryview, offset: int, end: int) -> tuple[int, int, int |
 
 @dataclass(frozen=True, slots=True)
 class TailCut:
-    """A torn tail found at open: ``dropped_bytes`` bytes from ``offset`` were cut."""
+    """A torn tail found at open and cut at ``offset``. ``dropped_bytes`` counts
+    the bytes from ``offset`` to the last non-zero byte: the remains of the torn
+    record. Zeros after them (preallocated space) are not counted: they held
+    nothing."""
 
     offset: int
     dropped_bytes: int
@@ -147,13 +164,33 @@ class TailCut:
 
 @dataclass(frozen=True, slots=True)
 class ScanResult:
-    """What :func:`scan` found: the end of the last whole record and its seq."""
+    """What :func:`scan` found: the end of the last whole record (the logical end
+    of the log) and its seq; ``zero_tail`` is the number of zero bytes after it
+    (preallocated space, not damage) when there is no torn tail."""
 
     end: int
     last_seq: int
     records: int
     last_applied_index: int | None
     tail: TailCut | None
+    zero_tail: int = 0
+
+
+# Zero runs are compared a chunk at a time (bytes == is a memcmp): a preallocated
+# tail can be tens of MiB, too many bytes to look at one by one in Python.
+_ZERO_CHUNK = bytes(1 << 20)
+
+
+def last_nonzero(view: memoryview, start: int, end: int) -> int:
+    """The offset just after the last non-zero byte in ``view[start:end]``, or *start*."""
+    stop = end
+    while stop > start:
+        offset = max(start, stop - len(_ZERO_CHUNK))
+        chunk = view[offset:stop].tobytes()
+        if chunk != (_ZERO_CHUNK if len(chunk) == len(_ZERO_CHUNK) else bytes(len(chunk))):
+            return offset + len(chunk.rstrip(b"\0"))
+        stop = offset
+    return start
 
 
 def scan(view: memoryview, base_seq: int, where: str) -> ScanResult:
@@ -169,7 +206,10 @@ def scan(view: memoryview, base_seq: int, where: str) -> ScanResult:
     while offset < end:
         found = _record_at(view, offset, end)
         if found is None:
-            later = _find_later_record(view, offset, end, seq)
+            torn_end = last_nonzero(view, offset, end)
+            if torn_end == offset:  # only zeros: the preallocated, unwritten rest
+                return ScanResult(offset, seq, records, applied, None, end - offset)
+            later = _find_later_record(view, offset, torn_end, end, seq)
             if later is not None:
                 raise CorruptLog(
                     f"{where}: corrupt record at byte {offset} (expected seq {seq + 1}), "
@@ -180,7 +220,7 @@ def scan(view: memoryview, base_seq: int, where: str) -> ScanResult:
                     offset=offset,
                     seq=seq + 1,
                 )
-            return ScanResult(offset, seq, records, applied, TailCut(offset, end - offset))
+            return ScanResult(offset, seq, records, applied, TailCut(offset, torn_end - offset))
         stop, record_seq, record_applied = found
         if record_seq != seq + 1:
             kind = "gap" if record_seq > seq + 1 else "reordering"
@@ -200,9 +240,14 @@ def scan(view: memoryview, base_seq: int, where: str) -> ScanResult:
 
 
 def _find_later_record(
-    view: memoryview, bad: int, end: int, last_seq: int
+    view: memoryview, bad: int, nonzero_end: int, end: int, last_seq: int
 ) -> tuple[int, int] | None:
-    """Find any valid record after byte *bad* with seq > *last_seq*: (offset, seq)."""
+    """Find any valid record after byte *bad* with seq > *last_seq*: (offset, seq).
+
+    A record starts with its length (at least ``BODY.size``, so not four zero
+    bytes), hence none starts at or after *nonzero_end* (just after the last
+    non-zero byte): the search stops there instead of walking a preallocated
+    zero tail byte by byte."""
     # Where the damaged record says the next one starts is the likely place: try it first.
     if bad + PREFIX.size <= end:
         (length,) = struct.unpack_from("<I", view, bad)
@@ -210,7 +255,7 @@ def _find_later_record(
         found = _record_at(view, declared, end) if declared < end else None
         if found is not None and found[1] > last_seq:
             return declared, found[1]
-    for offset in range(bad + 1, end - PREFIX.size - BODY.size + 1):
+    for offset in range(bad + 1, min(nonzero_end, end - PREFIX.size - BODY.size + 1)):
         found = _record_at(view, offset, end)
         if found is not None and found[1] > last_seq:
             return offset, found[1]

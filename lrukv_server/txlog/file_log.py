@@ -2,27 +2,59 @@
 
 Write path
 ----------
-``append`` encodes the record into an in-memory buffer under a short lock and
-returns its seq. ``sync(seq)`` makes it durable per the policy: it takes the I/O
-lock, writes everything buffered with one ``write`` (so concurrent writers share
-it), and under ``always`` fsyncs once for all of them (group commit). Every
-policy writes before ``sync`` returns, so a killed process loses nothing it
-acknowledged; see :class:`~lrukv_server.txlog.config.FsyncPolicy` for machine
-crashes. Under ``interval`` a background thread also writes and fsyncs on its
-period.
+The log file is mapped into memory (``mmap``, ``MAP_SHARED``). ``append``
+encodes the record and copies it into the mapping at the log's logical end,
+under a short lock: a memory copy, not a system call. That matters because
+every system call releases and re-takes the GIL, and with many server threads
+busy in Python the appending thread (which holds the store's write lock) then
+waits for the GIL once per put: the convoy effect that made one ``writev`` per
+event cost a third of the server's put throughput.
+
+What survives what. A byte stored into a shared file mapping is in the kernel's
+page cache at once, exactly like a byte handed to write(2), so once ``append``
+returns the event survives the death of the process (kill -9, a segfault) under
+every policy. Surviving a crash of the machine needs an fsync (which writes back
+the file's dirty pages however they were dirtied):
+
+* ``always``: ``sync(seq)`` fsyncs; concurrent callers share one fsync (group
+  commit): one leads, the others wait on a condition and return when it covered
+  them;
+* ``interval``: ``sync`` returns at once; a background thread fsyncs every period;
+* ``never``: ``sync`` returns at once; fsync only at compaction, flush and close.
+
+Preallocation. The file is grown ahead of the writer with ``posix_fallocate``:
+the room added is the file's size, at least :data:`GROW_MIN` and at most
+:data:`GROW_MAX` (4 MiB, doubling, then 64 MiB steps), and the file is then
+remapped. Growth is rare (once per 64 MiB at most) and is the only system call
+an append can make. ``posix_fallocate`` reserves real blocks, so a full disk is
+an ENOSPC (or EFBIG) error at growth time, never a SIGBUS on a later store into
+a hole of a sparse file. The preallocated, unwritten rest of the file is zeros:
+at open, zeros after the last whole record are the log's clean end (see
+``file_format``); ``close`` truncates the file to its logical end.
 
 Failures
 --------
-A failed ``write`` or ``fsync`` marks the log failed for good: every later
-``append`` and ``sync`` raises LogUnavailable, and ``health()`` says why. After a
-failed fsync the kernel may have dropped the dirty pages, so retrying could
-report success for data that is gone (PostgreSQL's "fsyncgate"); only a restart,
-which re-reads and re-verifies the file, brings the log back. Events whose
-``sync`` raised were not acknowledged; they may or may not be in the file.
+A failed growth or fsync marks the log failed for good: every later ``append``
+and ``sync`` raises LogUnavailable, and ``health()`` says why. After a failed
+fsync the kernel may have dropped the dirty pages, so retrying could report
+success for data that is gone (PostgreSQL's "fsyncgate"); only a restart, which
+re-reads and re-verifies the file, brings the log back. Events whose ``sync``
+raised were not acknowledged; they may or may not be in the file.
+
+What a mapping cannot turn into an error: a store into a page that is not in
+memory makes the kernel read it first, and if that read fails the process gets
+SIGBUS. The writer only stores into the page at the logical end (recently
+written, so resident) and into preallocated pages (unwritten extents, which
+read as zeros without touching the disk), so this needs the end page evicted
+*and* the disk failing to read it back. On copy-on-write file systems (btrfs,
+ZFS) preallocation does not reserve the space a later write needs: there a full
+disk can still end in SIGBUS. Use ext4 or XFS for the log.
 
 Files: ``<path>`` (the log), ``<path>.snapshot`` (compaction), and temporary
 ``<path>.*.tmp`` files that a crash may leave and the next open deletes. An
-exclusive ``flock`` keeps a second process from opening the same log.
+exclusive ``flock`` keeps a second process from opening the same log. Nothing
+but this class may change the log's size while it is open (truncating a mapped
+file under the writer is a SIGBUS).
 """
 
 from __future__ import annotations
@@ -50,14 +82,26 @@ from lrukv_server.txlog.base import (
 )
 from lrukv_server.txlog.config import FsyncPolicy
 
-__all__ = ["FileOpenReport", "FileTransactionLog"]
+__all__ = ["GROW_MAX", "GROW_MIN", "FileOpenReport", "FileTransactionLog"]
 
 logger = logging.getLogger("lrukv.txlog")
 
-# A standalone caller that appends without syncing still has its buffer written
-# out once it passes this size, so memory stays bounded.
-_PENDING_LIMIT = 4 << 20
+# Preallocation steps (see the module docstring). Module variables, not
+# constants, so tests can make a log grow (and fail to grow) in a few KiB.
+GROW_MIN = 4 << 20
+GROW_MAX = 64 << 20
+
 _COPY_CHUNK = 4 << 20
+_PAGE = mmap.ALLOCATIONGRANULARITY
+# zlib.crc32 releases the GIL for buffers over 5 KiB; a big record's CRC is taken
+# in pieces below that, so an append never lets go of the GIL (see the docstring).
+_CRC_PIECE = 4096
+_HEADER_SIZE = fmt.FILE_HEADER.size
+_PREFIX_SIZE = fmt.PREFIX.size
+_BODY_SIZE = fmt.BODY.size
+_pack_body = fmt.BODY.pack
+_pack_prefix = fmt.PREFIX.pack
+_crc32 = zlib.crc32
 
 
 def _no_crash(point: str) -> None:
@@ -66,6 +110,37 @@ def _no_crash(point: str) -> None:
 
 # Called with a name at each step of compaction; tests set it to ``os._exit`` at one.
 crash_hook: Callable[[str], None] = _no_crash
+
+
+def _crc_holding_gil(data: bytes) -> int:
+    """crc32 of *data*, in pieces small enough that zlib keeps the GIL."""
+    view = memoryview(data)
+    crc = 0
+    for offset in range(0, len(data), _CRC_PIECE):
+        crc = _crc32(view[offset : offset + _CRC_PIECE], crc)
+    return crc
+
+
+def _room(size: int) -> int:
+    """How much to preallocate past a file of *size* bytes: doubling, in bounds."""
+    return min(max(size, GROW_MIN), GROW_MAX)
+
+
+def _round_up(size: int) -> int:
+    return -(-size // _PAGE) * _PAGE
+
+
+def _preallocate(fd: int, offset: int, length: int) -> None:
+    """Give ``[offset, offset + length)`` real blocks (extending the file). Raises
+    OSError (ENOSPC, EFBIG…) if the space is not there."""
+    if length > 0:
+        os.posix_fallocate(fd, offset, length)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +187,8 @@ class FileTransactionLog:
     ) -> None:
         """Open (or create) the log at *path*, verify it, and cut a torn tail.
 
-        Raises LogOpenError (cannot create, or in use by another process),
-        CorruptLog / LogSequenceError (damage that is not a torn tail).
+        Raises LogOpenError (cannot create or map it, or in use by another
+        process), CorruptLog / LogSequenceError (damage that is not a torn tail).
         ``fsync_func`` exists so tests can make fsync fail.
         """
         self._path = os.path.abspath(os.fspath(path))
@@ -122,19 +197,24 @@ class FileTransactionLog:
         self._policy = fsync
         self._interval = fsync_interval_ms / 1000.0
         self._fsync = fsync_func
-        # always: buffer, and let sync() write and fsync for all waiting writers at
-        # once (group commit). interval/never: write in append (see there).
-        self._direct = fsync is not FsyncPolicy.ALWAYS
-        self._lock = threading.Lock()  # append state; never held while doing I/O
-        self._io_lock = threading.Lock()  # the fd, writes and fsyncs; taken before _lock
+        # interval/never: an event is as durable as the policy promises once it is
+        # in the page cache, i.e. once append returns; sync() has nothing to do.
+        self._ack_on_append = fsync is not FsyncPolicy.ALWAYS
+        # _lock: the append state and the mapping. Appends hold it for a memory
+        # copy; only growth and compaction do I/O under it.
+        self._lock = threading.Lock()
+        self._io_lock = threading.Lock()  # the fd's lifetime and fsyncs; taken before _lock
         self._compact_lock = threading.Lock()
         self._sync_cond = threading.Condition(threading.Lock())  # group commit: one leader
         self._syncing = False
-        self._pending = bytearray()
         self._failure: str | None = None
         self._closed = False
+        self._refusing = False  # failed or closed: one flag for append to test
         self._generation = 0
         self._fd = -1
+        self._map: mmap.mmap | None = None
+        self._capacity = 0  # bytes mapped (the file's size, preallocated room included)
+        self._size = 0  # the logical end: just after the last record
         self._open_files()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -152,8 +232,7 @@ class FileTransactionLog:
             for name in os.listdir(self._dir):
                 if name.startswith(os.path.basename(self._path) + ".") and name.endswith(".tmp"):
                     os.unlink(os.path.join(self._dir, name))  # left by a crash mid-compaction
-            # O_APPEND: every write lands at the end, whatever the file position.
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise LogOpenError(f"transaction log {self._path}: cannot open: {exc}") from None
         try:
@@ -163,10 +242,14 @@ class FileTransactionLog:
             raise LogOpenError(
                 f"transaction log {self._path} is in use by another process"
             ) from None
+        self._fd = fd
         try:
             self._load(fd)
+        except OSError as exc:
+            self._release()
+            raise LogOpenError(f"transaction log {self._path}: cannot open: {exc}") from None
         except BaseException:
-            os.close(fd)
+            self._release()
             raise
 
     def _load(self, fd: int) -> None:
@@ -174,23 +257,25 @@ class FileTransactionLog:
         snapshot = self.load_snapshot()
         snapshot_seq = None if snapshot is None else snapshot.seq
         if size == 0:
-            os.write(fd, fmt.encode_header(snapshot_seq or 0))
+            _write_all(fd, fmt.encode_header(snapshot_seq or 0))
             self._fsync(fd)
             self._fsync_dir()
-            size = fmt.FILE_HEADER.size
+            size = _HEADER_SIZE
         with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mapped:
-            base = fmt.decode_header(mapped[: fmt.FILE_HEADER.size], self._path)
+            base = fmt.decode_header(mapped[:_HEADER_SIZE], self._path)
             with memoryview(mapped) as view:
                 result = fmt.scan(view, base, self._path)
         if result.tail is not None:
+            # Cut the torn record and whatever follows it (preallocated zeros):
+            # the room is preallocated afresh below.
             os.ftruncate(fd, result.end)
             self._fsync(fd)
+            size = result.end
             logger.warning("transaction log %s: %s", self._path, result.tail)
-        self._fd = fd
         self._base = base
         self._size = result.end
         last_seq = result.last_seq
-        self._last_seq = self._written_seq = self._synced_seq = last_seq
+        self._last_seq = self._synced_seq = last_seq
         applied = result.last_applied_index
         if snapshot is not None:
             if base > snapshot.seq:
@@ -209,15 +294,36 @@ class FileTransactionLog:
                 # The snapshot covers more than the log holds (the log's tail was
                 # lost to a machine crash under fsync=never): start the log afresh
                 # at the snapshot, or the next append would leave a gap.
-                self._rewrite_log(snapshot.seq, fmt.FILE_HEADER.size, fmt.FILE_HEADER.size)
-                last_seq = snapshot.seq
-        self._last_seq = last_seq
+                self._last_seq = self._synced_seq = last_seq = snapshot.seq
+                with self._lock:
+                    self._rewrite_log(snapshot.seq, _HEADER_SIZE, _HEADER_SIZE, need_room=False)
         self._last_applied = applied
-        self._written_seq = last_seq
-        self._synced_seq = last_seq
+        if self._map is None:
+            self._map_at_open(size)
         self.open_report = FileOpenReport(
             self._path, base, result.records, last_seq, snapshot_seq, result.tail
         )
+
+    def _map_at_open(self, file_size: int) -> None:
+        """Map the file with room to append. The zero tail a crash left is reused
+        (given real blocks first: a file could have been extended sparsely);
+        without one, room is preallocated. If that fails (a full disk), the log
+        still opens for replay and the first append fails cleanly."""
+        end = self._size
+        capacity = file_size if file_size > end else _round_up(end + _room(end))
+        try:
+            _preallocate(self._fd, end, capacity - end)
+        except OSError as exc:
+            logger.warning(
+                "transaction log %s: cannot preallocate %d bytes: %s; writes will be "
+                "refused unless space is found",
+                self._path,
+                capacity - end,
+                exc,
+            )
+            capacity = end
+        self._map = mmap.mmap(self._fd, capacity)
+        self._capacity = capacity
 
     # ------------------------------------------------------------------ write
 
@@ -229,22 +335,33 @@ class FileTransactionLog:
         expires_at: float | None = None,
         applied_index: int | None = None,
     ) -> int:
-        """Buffer one event and return its seq; it is durable after ``sync(seq)``.
+        """Record one event in the page cache and return its seq; the event then
+        survives kill -9, and is durable against a machine crash after
+        ``sync(seq)`` under ``always``.
 
-        Raises LogUnavailable if the log failed or is closed, AlreadyApplied for
-        an applied_index not after the last. Cost: O(len(key) + len(value)).
+        Raises LogUnavailable if the log failed or is closed (or the file cannot
+        grow), AlreadyApplied for an applied_index not after the last.
+        Cost: O(len(key) + len(value)); no system call except for a rare growth.
         """
-        if len(self._pending) >= _PENDING_LIMIT:
-            self._write_out()  # written before this event is taken: a failure refuses it
         try:
             encoded = key.encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError("key is not valid UTF-8") from None
-        flags = (0 if expires_at is None else fmt.FLAG_EXPIRES) | (
-            0 if applied_index is None else fmt.FLAG_APPLIED
-        )
-        with self._lock:
-            if self._failure is not None or self._closed:
+        if expires_at is None and applied_index is None:  # the common case, cheaper
+            flags = 0
+            expires = 0.0
+            applied = 0
+        else:
+            flags = (0 if expires_at is None else fmt.FLAG_EXPIRES) | (
+                0 if applied_index is None else fmt.FLAG_APPLIED
+            )
+            expires = expires_at or 0.0
+            applied = applied_index or 0
+        # acquire/release rather than ``with``: measurably cheaper on this path.
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._refusing:
                 raise LogUnavailable(self._refusal())
             if applied_index is not None:
                 last = self._last_applied
@@ -253,66 +370,65 @@ class FileTransactionLog:
                         f"applied_index {applied_index} is not after {last}: already applied"
                     )
             seq = self._last_seq + 1
-            head = fmt.BODY.pack(
-                seq,
-                op,
-                flags,
-                0,
-                len(encoded),
-                len(value),
-                expires_at or 0.0,
-                applied_index or 0,
+            # One bytes object and one crc32 call: cheaper than packing into the
+            # mapping piece by piece (measured), for the small records that matter.
+            body = (
+                _pack_body(seq, op, flags, 0, len(encoded), len(value), expires, applied)
+                + encoded
+                + value
             )
-            prefix = fmt.PREFIX.pack(
-                fmt.BODY.size + len(encoded) + len(value),
-                zlib.crc32(value, zlib.crc32(encoded, zlib.crc32(head))),
+            body_len = len(body)
+            start = self._size
+            body_start = start + _PREFIX_SIZE
+            end = body_start + body_len
+            if end > self._capacity:
+                self._grow_locked(end)
+            mapped = self._map
+            assert mapped is not None  # set at open; appends stop before close unmaps
+            mapped[body_start:end] = body
+            mapped[start:body_start] = _pack_prefix(
+                body_len, _crc32(body) if body_len <= _CRC_PIECE else _crc_holding_gil(body)
             )
-            if self._direct:
-                # interval/never: hand the record to the OS now, under this lock, so
-                # sync() has nothing left to do and a failed write refuses this event.
-                self._write_direct((prefix, head, encoded, value))
-                self._written_seq = seq
-            else:
-                pending = self._pending
-                pending += prefix
-                pending += head
-                pending += encoded
-                pending += value
+            self._size = end
             self._last_seq = seq
             if applied_index is not None:
                 self._last_applied = applied_index
+        finally:
+            lock.release()
         return seq
 
-    def _write_direct(self, parts: tuple[bytes, bytes, bytes, bytes]) -> None:
-        """writev the record (``_lock`` held); on error fail the log and raise."""
+    def _grow_locked(self, need: int) -> None:
+        """Preallocate room for a file of at least *need* bytes and remap it
+        (``_lock`` held). On failure fail the log and raise LogUnavailable: the
+        event being appended is refused, nothing acknowledged is touched."""
+        capacity = _round_up(max(need, self._capacity + _room(self._capacity)))
         try:
-            total = sum(len(part) for part in parts)
-            written = os.writev(self._fd, parts)
-            if written < total:  # a short write: finish it (rare on regular files)
-                view = memoryview(b"".join(parts))[written:]
-                while view:
-                    view = view[os.write(self._fd, view) :]
+            # From the logical end, not the old capacity: that room may have come
+            # from a crashed run and is given real blocks again (a no-op if it has).
+            _preallocate(self._fd, self._size, capacity - self._size)
+            mapped = mmap.mmap(self._fd, capacity)
         except OSError as exc:
-            if self._failure is None:
-                self._failure = f"write failed: {exc}"
-                logger.error(
-                    "transaction log %s: %s; refusing writes until restart",
-                    self._path,
-                    self._failure,
-                )
+            self._fail_locked(
+                f"write failed: cannot extend the log file to {capacity} bytes: {exc}"
+            )
             raise LogUnavailable(self._refusal()) from exc
-        self._size += total
+        old, self._map, self._capacity = self._map, mapped, capacity
+        if old is not None:
+            old.close()
 
     def sync(self, seq: int) -> None:
-        """Return once event *seq* (and all before it) is written, and fsynced under
-        ``always``. Concurrent callers share one write and one fsync: one of them
-        leads, the others wait on a condition (not on the I/O lock, which the
-        leader could re-take before they wake) and return when it covered them."""
-        if seq <= self._durable_seq():
+        """Return once event *seq* (and all before it) is durable per the policy.
+
+        ``interval`` / ``never``: at once (``append`` put it in the page cache).
+        ``always``: after an fsync that covered it. Concurrent callers share one
+        fsync: one of them leads, the others wait on a condition (not on the I/O
+        lock, which the leader could re-take before they wake) and return when
+        it covered them. Raises LogUnavailable if the fsync fails."""
+        if self._ack_on_append or seq <= self._synced_seq:
             return
         with self._sync_cond:
             while True:
-                if seq <= self._durable_seq():
+                if seq <= self._synced_seq:
                     return
                 if self._failure is not None:
                     raise LogUnavailable(self._refusal())
@@ -324,69 +440,44 @@ class FileTransactionLog:
             with self._io_lock:
                 if self._failure is not None or self._fd < 0:
                     raise LogUnavailable(self._refusal())
-                self._write_pending_locked()
-                if self._policy is FsyncPolicy.ALWAYS:
-                    self._fsync_locked()
+                self._fsync_locked()
         finally:
             with self._sync_cond:
                 self._syncing = False
                 self._sync_cond.notify_all()
 
     def flush(self) -> None:
-        """Write everything buffered and fsync it, whatever the policy."""
+        """Fsync everything appended, whatever the policy."""
         with self._io_lock:
             if self._failure is not None:
                 raise LogUnavailable(self._refusal())
-            if self._fd < 0:
-                return
-            self._write_pending_locked()
-            if self._synced_seq < self._written_seq:
+            if self._fd >= 0 and self._synced_seq < self._last_seq:
                 self._fsync_locked()
 
-    def _durable_seq(self) -> int:
-        return self._synced_seq if self._policy is FsyncPolicy.ALWAYS else self._written_seq
-
-    def _write_out(self) -> None:
-        with self._io_lock:
-            if self._failure is None and self._fd >= 0:
-                self._write_pending_locked()
-
-    def _write_pending_locked(self) -> None:
-        """Write the buffer with the I/O lock held; on error fail the log and raise."""
-        with self._lock:
-            data = self._pending
-            upto = self._last_seq
-            if not data:
-                self._written_seq = max(self._written_seq, upto)
-                return
-            self._pending = bytearray()
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-        except OSError as exc:
-            self._fail(f"write failed: {exc}")
-            raise LogUnavailable(self._refusal()) from exc
-        self._size += len(data)
-        self._written_seq = upto
-
     def _fsync_locked(self) -> None:
-        upto = self._written_seq
+        """Fsync the log (I/O lock held); on error fail the log and raise. Covers
+        every event appended before it starts: each was copied into the mapping
+        before ``_last_seq`` counted it."""
+        with self._lock:
+            upto = self._last_seq
         try:
             self._fsync(self._fd)
         except OSError as exc:
             self._fail(f"fsync failed: {exc}")
             raise LogUnavailable(self._refusal()) from exc
-        self._synced_seq = upto
+        self._synced_seq = max(self._synced_seq, upto)
 
     def _fail(self, reason: str) -> None:
         with self._lock:
-            if self._failure is None:
-                self._failure = reason
-                logger.error(
-                    "transaction log %s: %s; refusing writes until restart", self._path, reason
-                )
+            self._fail_locked(reason)
+
+    def _fail_locked(self, reason: str) -> None:
+        if self._failure is None:
+            self._failure = reason
+            self._refusing = True
+            logger.error(
+                "transaction log %s: %s; refusing writes until restart", self._path, reason
+            )
 
     def _refusal(self) -> str:
         if self._failure is not None:
@@ -398,38 +489,40 @@ class FileTransactionLog:
             with self._io_lock:
                 if self._failure is not None or self._fd < 0:
                     return
-                try:
-                    self._write_pending_locked()
-                    if self._synced_seq < self._written_seq:
+                if self._synced_seq < self._last_seq:
+                    try:
                         self._fsync_locked()
-                except LogUnavailable:
-                    return  # recorded by _fail; health reports it
+                    except LogUnavailable:
+                        return  # recorded by _fail; health reports it
 
     # ------------------------------------------------------------------- read
 
     def replay(self, from_seq: int = 1) -> Iterator[LogEvent]:
         """Yield the events with ``seq >= from_seq`` appended before this call.
 
-        Raises ValueError if *from_seq* falls in the part replaced by the snapshot
-        (load it with ``load_snapshot`` and replay after its seq).
+        Reads through its own read-only mapping of the file (the page cache, so
+        it sees every append). Raises ValueError if *from_seq* falls in the part
+        replaced by the snapshot (load it with ``load_snapshot`` and replay
+        after its seq).
         """
         with self._io_lock:
             if self._fd < 0:
                 raise LogUnavailable(self._refusal())
-            if self._failure is None:
-                self._write_pending_locked()
             if from_seq <= self._base:
                 raise ValueError(
                     f"events up to seq {self._base} were compacted into the snapshot; "
                     f"replay from seq {self._base + 1} or later"
                 )
-            size = self._size
+            with self._lock:
+                size = self._size
+            # Never past the logical end: close truncates the file there, and a
+            # mapping that reached further would SIGBUS.
             mapped = mmap.mmap(self._fd, size, access=mmap.ACCESS_READ)
         return self._iter_mapped(mapped, size, from_seq)
 
     def _iter_mapped(self, mapped: mmap.mmap, size: int, from_seq: int) -> Iterator[LogEvent]:
         try:
-            yield from fmt.iter_events(mapped, fmt.FILE_HEADER.size, size, from_seq, self._path)
+            yield from fmt.iter_events(mapped, _HEADER_SIZE, size, from_seq, self._path)
         finally:
             mapped.close()
 
@@ -450,8 +543,9 @@ class FileTransactionLog:
         return self._policy
 
     def health(self) -> LogHealth:
-        """ok unless a write or fsync failed or the log is closed; ``at_risk`` is
-        the number of events not yet fsynced (lost by a machine crash now)."""
+        """ok unless growing the file or an fsync failed or the log is closed;
+        ``at_risk`` is the number of events not yet fsynced (lost by a machine
+        crash now; a process crash loses none of them)."""
         at_risk = self._last_seq - self._synced_seq
         if self._failure is not None or self._closed:
             return LogHealth(False, self._refusal(), at_risk)
@@ -464,16 +558,8 @@ class FileTransactionLog:
 
     def compaction_mark(self) -> object:
         """See CompactableLog: call with appends excluded by the caller."""
-        # The I/O lock too: a buffer being written out by sync() has already left
-        # _pending but is not yet counted in _size, and the mark must not fall
-        # inside it (that made the compacted log repeat a record).
-        with self._io_lock, self._lock:
-            return _Mark(
-                self._last_seq,
-                self._size + len(self._pending),
-                self._last_applied,
-                self._generation,
-            )
+        with self._lock:
+            return _Mark(self._last_seq, self._size, self._last_applied, self._generation)
 
     def compact(self, mark: object, blob: bytes) -> None:
         """Write *blob* as the snapshot at *mark*, then start a log holding only
@@ -486,8 +572,9 @@ class FileTransactionLog:
            log's events up to its seq; before the rename, the old snapshot (or
            none) and the full old log are still there.
         2. the new log (header base = mark seq, then the old log's bytes after
-           the mark) is renamed over the old one: recovery reads the snapshot and
-           the new log. A rename is atomic, so it sees one log or the other.
+           the mark, then preallocated room) is renamed over the old one:
+           recovery reads the snapshot and the new log. A rename is atomic, so
+           it sees one log or the other.
         """
         if not isinstance(mark, _Mark):
             raise TypeError("compact() needs the token returned by compaction_mark()")
@@ -499,9 +586,8 @@ class FileTransactionLog:
             with self._io_lock:
                 if self._failure is not None or self._fd < 0:
                     raise LogUnavailable(self._refusal())
-                self._write_pending_locked()
-                with self._lock:  # under interval/never, appends write to the fd: hold them
-                    self._rewrite_log(mark.seq, mark.offset, self._size)
+                with self._lock:  # appends copy into the mapping being replaced: hold them
+                    self._rewrite_log(mark.seq, mark.offset, self._size, need_room=True)
             logger.info(
                 "transaction log %s compacted at seq %d (%d snapshot bytes)",
                 self._path,
@@ -509,46 +595,69 @@ class FileTransactionLog:
                 len(blob),
             )
 
-    def _rewrite_log(self, base_seq: int, start: int, stop: int) -> None:
-        """Replace the log by a header with *base_seq* and the bytes [start, stop)
-        of the current one; switch to it. I/O lock held (or during open)."""
+    def _rewrite_log(self, base_seq: int, start: int, stop: int, *, need_room: bool) -> None:
+        """Replace the log by a header with *base_seq*, the bytes [start, stop) of
+        the current one and preallocated room; switch to it. ``_lock`` held.
+
+        With *need_room* (compaction) a failed preallocation fails the rewrite
+        and the old log carries on; without (at open) the new log starts with
+        no room and its first append fails cleanly instead."""
         tmp = self._path + ".compact.tmp"
-        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
-        new_fd = os.open(tmp, flags, 0o644)
+        new_fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        new_map: mmap.mmap | None = None
+        size = _HEADER_SIZE + (stop - start)
         try:
             fcntl.flock(new_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.write(new_fd, fmt.encode_header(base_seq))
+            _write_all(new_fd, fmt.encode_header(base_seq))
             offset = start
             while offset < stop:
+                # pread goes through the page cache, which holds what the mapping wrote.
                 chunk = os.pread(self._fd, min(_COPY_CHUNK, stop - offset), offset)
                 if not chunk:
                     raise OSError(f"log shrank while compacting (at byte {offset})")
-                os.write(new_fd, chunk)
+                _write_all(new_fd, chunk)
                 offset += len(chunk)
+            capacity = _round_up(size + _room(size))
+            try:
+                _preallocate(new_fd, size, capacity - size)
+            except OSError:
+                if need_room:
+                    raise
+                capacity = size
             self._fsync(new_fd)
+            new_map = mmap.mmap(new_fd, capacity)  # before the rename: nothing can fail after
             crash_hook("log-written")
             os.rename(tmp, self._path)
-            self._fsync_dir()
-            crash_hook("log-renamed")
         except BaseException:
+            if new_map is not None:
+                new_map.close()
             os.close(new_fd)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        os.close(self._fd)
-        self._fd = new_fd
+        # Renamed: the new file is the log from here on, whatever fails next.
+        old_map, old_fd = self._map, self._fd
+        self._map, self._fd, self._capacity, self._size = new_map, new_fd, capacity, size
         self._base = base_seq
-        self._size = fmt.FILE_HEADER.size + (stop - start)
-        self._synced_seq = self._written_seq = max(self._written_seq, self._synced_seq)
+        self._synced_seq = self._last_seq  # every event is in the new file, fsynced
         self._generation += 1
+        if old_map is not None:
+            old_map.close()
+        os.close(old_fd)
+        try:
+            self._fsync_dir()
+        except OSError as exc:
+            # The rename may not be durable: a machine crash could bring back the
+            # old log, without the events appended from now on.
+            self._fail_locked(f"fsync of the log's directory failed: {exc}")
+            raise LogUnavailable(self._refusal()) from exc
+        crash_hook("log-renamed")
 
     def _write_atomically(self, path: str, data: bytes, what: str) -> None:
         tmp = f"{path}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_all(fd, data)
             self._fsync(fd)
         finally:
             os.close(fd)
@@ -576,30 +685,51 @@ class FileTransactionLog:
     # ------------------------------------------------------------------ close
 
     def close(self) -> None:
-        """Write and fsync everything, stop the fsync thread, release the file.
-        Idempotent. Raises LogUnavailable if the final write or fsync fails (the
-        file is released anyway)."""
+        """Fsync everything, stop the fsync thread, give back the preallocated
+        room (truncate the file to its logical end) and release the file.
+        Idempotent. Raises LogUnavailable if the final fsync fails (the file is
+        released anyway)."""
         with self._lock:
             if self._closed:
                 return
-            self._closed = True  # refuse new appends from here on
+            self._closed = self._refusing = True  # refuse new appends from here on
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         with self._io_lock:
             try:
                 if self._failure is None:
-                    self._write_pending_locked()
-                    if self._synced_seq < self._written_seq:
-                        self._fsync_locked()
+                    with self._lock:
+                        self._unmap()
+                    try:
+                        os.ftruncate(self._fd, self._size)
+                    except OSError as exc:  # harmless: zeros after the end read as a clean end
+                        logger.warning(
+                            "transaction log %s: cannot truncate to %d bytes: %s",
+                            self._path,
+                            self._size,
+                            exc,
+                        )
+                    self._fsync_locked()  # the records and the new size
             finally:
-                os.close(self._fd)  # also releases the flock
-                self._fd = -1
+                self._release()
             if self._failure is not None and self._last_seq > self._synced_seq:
                 raise LogUnavailable(
                     f"{self._refusal()}; {self._last_seq - self._synced_seq} events taken "
                     "before the failure may not be durable (their writers were refused)"
                 )
+
+    def _unmap(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+
+    def _release(self) -> None:
+        """Unmap and close the file (also releases the flock)."""
+        self._unmap()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def __enter__(self) -> FileTransactionLog:
         return self

@@ -20,6 +20,9 @@ from lrukv_server.txlog import (
 from lrukv_server.txlog import file_format as fmt
 from tests.pg import wait_until
 
+# Big enough that walking it byte by byte in Python would take minutes.
+GROW_TEST_ZEROS = 8 << 20
+
 
 def write_log(path: Path, count: int) -> list[int]:
     """A log of *count* puts; return each record's start offset."""
@@ -52,9 +55,12 @@ def test_a_log_cut_anywhere_in_its_last_record_reopens_without_it(tmp_path: Path
     whole = path.read_bytes()
     for cut in range(offsets[2] + 1, len(whole)):
         path.write_bytes(whole[:cut])
+        # The torn part is counted up to its last non-zero byte: zeros after it
+        # are indistinguishable from preallocated room.
+        torn = len(whole[offsets[2] : cut].rstrip(b"\0"))
         with FileTransactionLog(path) as log:
             assert keys_of(log) == ["key-0", "key-1"]
-            assert log.open_report.tail == fmt.TailCut(offsets[2], cut - offsets[2])
+            assert log.open_report.tail == fmt.TailCut(offsets[2], torn)
             assert "torn tail" in log.health().detail
             assert log.append(Op.PUT, "next", b"v") == 3  # the cut record's seq is reused
         with FileTransactionLog(path) as log:
@@ -73,15 +79,56 @@ def test_a_bit_flip_in_the_last_record_is_cut_and_reported(tmp_path: Path) -> No
     assert path.stat().st_size == offsets[3]
 
 
-def test_a_zero_filled_tail_is_cut(tmp_path: Path) -> None:
+def test_a_zero_filled_tail_is_the_clean_end_not_damage(tmp_path: Path) -> None:
+    """Zeros after the last record are preallocated room a crashed writer left (or
+    a file system's zero-filled extension): nothing to cut, nothing to report."""
     path = tmp_path / "log"
     write_log(path, 2)
+    before = path.read_bytes()
     with path.open("ab") as file:
-        file.write(bytes(4096))  # what a file system may show after a crash mid-extend
+        file.write(bytes(100_000))
     with FileTransactionLog(path) as log:
         assert keys_of(log) == ["key-0", "key-1"]
-        assert log.open_report.tail is not None
-        assert log.open_report.tail.dropped_bytes == 4096
+        assert log.open_report.tail is None
+        assert "torn" not in log.health().detail
+        assert log.append(Op.PUT, "next", b"v") == 3  # written where the zeros began
+    with FileTransactionLog(path) as log:
+        assert keys_of(log) == ["key-0", "key-1", "next"]
+        assert log.open_report.tail is None
+    # The old records untouched, the new one right after them, and (closed) no zeros.
+    assert path.read_bytes() == before + fmt.encode_record(3, Op.PUT, b"next", b"v")
+
+
+def test_a_torn_record_before_the_zero_tail_is_cut_and_only_it_is_counted(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "log"
+    offsets = write_log(path, 2)
+    torn = fmt.encode_record(3, Op.PUT, b"key-2", b"value-2")[:30]
+    with path.open("ab") as file:
+        file.write(torn + bytes(GROW_TEST_ZEROS))
+    with FileTransactionLog(path) as log:
+        assert keys_of(log) == ["key-0", "key-1"]
+        end = offsets[1] + len(fmt.encode_record(2, Op.PUT, b"key-1", b"value-1"))
+        assert log.open_report.tail == fmt.TailCut(end, len(torn.rstrip(b"\0")))
+        assert log.append(Op.PUT, "key-2", b"again") == 3
+    with FileTransactionLog(path) as log:
+        assert [(e.seq, e.value) for e in log.replay()][-1] == (3, b"again")
+        assert log.open_report.tail is None
+
+
+def test_zeros_followed_by_a_valid_record_are_damage_not_an_end(tmp_path: Path) -> None:
+    """A zero-filled hole in the middle (a page lost to a machine crash while a
+    later one was written back) is refused with where it is, never skipped."""
+    path = tmp_path / "log"
+    first = fmt.encode_record(1, Op.PUT, b"a", b"1")
+    path.write_bytes(
+        fmt.encode_header(0) + first + bytes(5000) + fmt.encode_record(3, Op.PUT, b"c", b"3")
+    )
+    with pytest.raises(CorruptLog) as caught:
+        FileTransactionLog(path)
+    assert caught.value.offset == fmt.FILE_HEADER.size + len(first)
+    assert caught.value.seq == 2
 
 
 @pytest.mark.parametrize("field_offset", [0, 4, 8, 30, 50])
