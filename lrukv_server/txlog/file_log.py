@@ -210,6 +210,9 @@ class FileTransactionLog:
         self._failure: str | None = None
         self._closed = False
         self._refusing = False  # failed or closed: one flag for append to test
+        # A failed fsync makes the page cache untrustworthy (see Failures); a failed
+        # growth does not, so the log still fsyncs what it acknowledged after one.
+        self._fsync_failed = False
         self._generation = 0
         self._fd = -1
         self._map: mmap.mmap | None = None
@@ -463,15 +466,16 @@ class FileTransactionLog:
         try:
             self._fsync(self._fd)
         except OSError as exc:
-            self._fail(f"fsync failed: {exc}")
+            self._fail(f"fsync failed: {exc}", fsync_failed=True)
             raise LogUnavailable(self._refusal()) from exc
         self._synced_seq = max(self._synced_seq, upto)
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str, *, fsync_failed: bool = False) -> None:
         with self._lock:
-            self._fail_locked(reason)
+            self._fail_locked(reason, fsync_failed=fsync_failed)
 
-    def _fail_locked(self, reason: str) -> None:
+    def _fail_locked(self, reason: str, *, fsync_failed: bool = False) -> None:
+        self._fsync_failed |= fsync_failed
         if self._failure is None:
             self._failure = reason
             self._refusing = True
@@ -487,7 +491,9 @@ class FileTransactionLog:
     def _interval_loop(self) -> None:
         while not self._stop.wait(self._interval):
             with self._io_lock:
-                if self._failure is not None or self._fd < 0:
+                # Not stopped by a failed growth: events acknowledged before it
+                # still get their fsync within the interval.
+                if self._fsync_failed or self._fd < 0:
                     return
                 if self._synced_seq < self._last_seq:
                     try:
@@ -649,7 +655,7 @@ class FileTransactionLog:
         except OSError as exc:
             # The rename may not be durable: a machine crash could bring back the
             # old log, without the events appended from now on.
-            self._fail_locked(f"fsync of the log's directory failed: {exc}")
+            self._fail_locked(f"fsync of the log's directory failed: {exc}", fsync_failed=True)
             raise LogUnavailable(self._refusal()) from exc
         crash_hook("log-renamed")
 
@@ -687,8 +693,9 @@ class FileTransactionLog:
     def close(self) -> None:
         """Fsync everything, stop the fsync thread, give back the preallocated
         room (truncate the file to its logical end) and release the file.
-        Idempotent. Raises LogUnavailable if the final fsync fails (the file is
-        released anyway)."""
+        Idempotent. Raises LogUnavailable if the final fsync fails, or if an
+        earlier fsync failed and events are not known to be durable (the file
+        is released anyway)."""
         with self._lock:
             if self._closed:
                 return
@@ -698,7 +705,7 @@ class FileTransactionLog:
             self._thread.join()
         with self._io_lock:
             try:
-                if self._failure is None:
+                if not self._fsync_failed:
                     with self._lock:
                         self._unmap()
                     try:
@@ -713,11 +720,19 @@ class FileTransactionLog:
                     self._fsync_locked()  # the records and the new size
             finally:
                 self._release()
-            if self._failure is not None and self._last_seq > self._synced_seq:
-                raise LogUnavailable(
-                    f"{self._refusal()}; {self._last_seq - self._synced_seq} events taken "
-                    "before the failure may not be durable (their writers were refused)"
-                )
+            unsynced = self._last_seq - self._synced_seq
+            if self._failure is not None and unsynced > 0:
+                if self._ack_on_append:
+                    what = (
+                        f"{unsynced} acknowledged events were never fsynced: they survive "
+                        "this process but a machine crash may lose them"
+                    )
+                else:
+                    what = (
+                        f"{unsynced} events taken before the failure may not be durable "
+                        "(their writers were refused)"
+                    )
+                raise LogUnavailable(f"{self._refusal()}; {what}")
 
     def _unmap(self) -> None:
         if self._map is not None:

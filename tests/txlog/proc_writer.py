@@ -5,8 +5,11 @@ exactly what was acknowledged before it kills this process.
 
 Modes:
 * ``write DIR POLICY``: 4 threads put until killed.
-* ``fill DIR BYTES``: the file size limit (RLIMIT_FSIZE) is BYTES, so the disk
-  "fills up"; put until refused, then try once more; print ``refused``.
+* ``settle DIR POLICY``: put 500 keys, print ``done``, then wait to be killed
+  (the log then ends in preallocated zeros, with no append in flight).
+* ``fill DIR BYTES [POLICY [GROW_MIN]]``: the file size limit (RLIMIT_FSIZE) is
+  BYTES, so the disk "fills up" when the log next grows (by at least GROW_MIN
+  bytes); put until refused, then try once more; print ``refused``.
 * ``compact DIR POINT``: put 60 keys, then compact and die (``os._exit``) at the
   named step of compaction.
 """
@@ -56,8 +59,20 @@ def write_forever(data_dir: str, policy: str) -> None:
     threads[0].join()  # runs until killed
 
 
-def fill(data_dir: str, limit: int) -> None:
-    store = open_store(data_dir)
+def settle(data_dir: str, policy: str) -> None:
+    store = open_store(data_dir, policy)
+    for i in range(500):
+        key = f"k{i}"
+        store.put(key, key.encode())
+        say(f"ack {key}")
+    say("done")
+    threading.Event().wait()  # until killed
+
+
+def fill(data_dir: str, limit: int, policy: str, grow_min: int | None) -> None:
+    if grow_min is not None:
+        file_log.GROW_MIN = grow_min  # so the limit is met after a few records
+    store = open_store(data_dir, policy)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG from write() instead of a signal
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     i = 0
@@ -96,11 +111,14 @@ def compact_and_die(data_dir: str, point: str) -> None:
 
 
 def main() -> None:
-    mode, data_dir, arg = sys.argv[1:4]
+    mode, data_dir, arg, *rest = sys.argv[1:]
     if mode == "write":
         write_forever(data_dir, arg)
+    elif mode == "settle":
+        settle(data_dir, arg)
     elif mode == "fill":
-        fill(data_dir, int(arg))
+        policy = rest[0] if rest else "always"
+        fill(data_dir, int(arg), policy, int(rest[1]) if len(rest) > 1 else None)
     elif mode == "compact":
         compact_and_die(data_dir, arg)
     else:
