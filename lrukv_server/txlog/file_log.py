@@ -81,6 +81,7 @@ from lrukv_server.txlog.base import (
     SnapshotRecord,
 )
 from lrukv_server.txlog.config import FsyncPolicy
+from lrukv_server.txlog.locks import WriterLock
 
 __all__ = ["GROW_MAX", "GROW_MIN", "FileOpenReport", "FileTransactionLog"]
 
@@ -201,8 +202,9 @@ class FileTransactionLog:
         # in the page cache, i.e. once append returns; sync() has nothing to do.
         self._ack_on_append = fsync is not FsyncPolicy.ALWAYS
         # _lock: the append state and the mapping. Appends hold it for a memory
-        # copy; only growth and compaction do I/O under it.
-        self._lock = threading.Lock()
+        # copy; only growth and compaction do I/O under it. A WriterLock: with
+        # many appending threads a threading.Lock forms convoys (see ``locks``).
+        self._lock = WriterLock()
         self._io_lock = threading.Lock()  # the fd's lifetime and fsyncs; taken before _lock
         self._compact_lock = threading.Lock()
         self._sync_cond = threading.Condition(threading.Lock())  # group commit: one leader

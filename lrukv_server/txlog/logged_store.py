@@ -58,6 +58,7 @@ from lrukv_server.errors import LogUnavailable
 from lrukv_server.txlog.base import CompactableLog, LogHealth, LogOpenError, Op, TransactionLog
 from lrukv_server.txlog.config import TxLogConfig
 from lrukv_server.txlog.factory import open_log
+from lrukv_server.txlog.locks import WriterLock
 from lrukv_server.txlog.recovery import RecoveryReport, recover
 
 __all__ = ["LoggedStore"]
@@ -69,7 +70,8 @@ class LoggedStore:
     """A ShardedMap plus a TransactionLog; see the module docstring for the contract.
 
     Thread-safe. Writes are serialised by one lock held only for the append and
-    the apply (microseconds); syncs run in parallel.
+    the apply (microseconds; with the file log, no system call either); syncs
+    run in parallel.
     """
 
     def __init__(
@@ -84,7 +86,9 @@ class LoggedStore:
         (use :meth:`open`, which recovers it)."""
         self._map = store
         self._log = log
-        self._write_lock = threading.Lock()
+        # A WriterLock, not a threading.Lock: with many threads putting, a
+        # threading.Lock forms lock convoys under the GIL (see ``locks``).
+        self._write_lock = WriterLock()
         self._compaction_lock = threading.Lock()  # taken before _write_lock
         self._compact_after = compact_after_events
         self._since_compaction = 0
@@ -142,13 +146,17 @@ class LoggedStore:
         fails (then the write is not acknowledged)."""
         expires = self._map.check_put(key, value, ttl, expires_at=expires_at)
         error: Exception | None = None
-        with self._write_lock:
+        lock = self._write_lock
+        lock.acquire()  # and release(): cheaper than ``with`` on this path
+        try:
             seq = self._log.append(Op.PUT, key, value, expires)
             self._since_compaction += 1
             try:
                 self._map.put(key, value, expires_at=expires)
             except Exception as exc:  # an on_evict callback's: the put itself is done
                 error = exc
+        finally:
+            lock.release()
         self._log.sync(seq)
         if error is not None:
             raise error
@@ -158,12 +166,16 @@ class LoggedStore:
         """Remove *key* and return its value, or *default* if absent (nothing is
         logged then). Durable on return, like ``put``."""
         self._map.check_key(key)
-        with self._write_lock:
+        lock = self._write_lock
+        lock.acquire()
+        try:
             if key not in self._map:
                 return default
             seq = self._log.append(Op.DELETE, key)
             self._since_compaction += 1
             value = self._map.pop(key, default)  # a delete never calls on_evict for its key
+        finally:
+            lock.release()
         self._log.sync(seq)
         self._maybe_compact()
         return value
