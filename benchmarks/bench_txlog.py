@@ -19,6 +19,13 @@ Questions and targets (from issue 3):
   puts     LoggedStore.put with fsync=interval:100 against ShardedMap.put, same
            keys (200k keys into a 100k-item store: most puts evict), interleaved
            in one process. Target: >= 0.7x.
+  threads  the server's shape, squeezed: 16 threads, each doing ~10 us of other
+           Python work (a gRPC handler does ~20x more) and then a put; LoggedStore
+           (interval:100) against ShardedMap, and against ShardedMap behind one
+           threading.Lock held for the put (an ordering lock with a free log).
+           What shows here is waiting for the GIL: after a system call made
+           while holding the write lock, or in a lock convoy (see
+           lrukv_server/txlog/locks.py), not the cost of the work itself.
 """
 
 from __future__ import annotations
@@ -186,6 +193,87 @@ def puts_ratio(workdir: Path, puts: int, repeats: int) -> dict[str, object]:
     }
 
 
+THREADS = 16
+
+
+def other_work() -> int:
+    """About 10 us of pure Python (on the machine the results were taken on)."""
+    total = 0
+    for i in range(500):
+        total += i
+    return total
+
+
+def threaded_puts_ratio(workdir: Path, puts: int, repeats: int) -> dict[str, object]:
+    per_thread = puts // THREADS
+    slices = [[f"t{t}-key-{i}" for i in range(per_thread)] for t in range(THREADS)]
+    capacity = puts // 2
+
+    def run(put: Callable[[str, bytes], None]) -> float:
+        def worker(keys: list[str]) -> None:
+            for key in keys:
+                other_work()
+                put(key, VALUE)
+
+        workers = [threading.Thread(target=worker, args=(keys,)) for keys in slices]
+        started = time.perf_counter()
+        for thread in workers:
+            thread.start()
+        for thread in workers:
+            thread.join()
+        return per_thread * THREADS / (time.perf_counter() - started)
+
+    def plain() -> float:
+        return run(ShardedMap(shards=10, items_per_shard=capacity // 10).put)
+
+    def locked() -> float:
+        store = ShardedMap(shards=10, items_per_shard=capacity // 10)
+        check, put, lock = store.check_put, store.put, threading.Lock()
+
+        def ordered_put(key: str, value: bytes) -> None:
+            expires = check(key, value)
+            with lock:
+                put(key, value, expires_at=expires)
+
+        return run(ordered_put)
+
+    def logged() -> float:
+        path = workdir / f"threads-{uuid.uuid4().hex}.log"
+        log = FileTransactionLog(path, fsync=FsyncPolicy.INTERVAL, fsync_interval_ms=100)
+        store = LoggedStore(ShardedMap(shards=10, items_per_shard=capacity // 10), log)
+        rate = run(store.put)
+        store.close()
+        path.unlink()
+        return rate
+
+    started = time.perf_counter()
+    for _ in range(10_000):
+        other_work()
+    work_us = (time.perf_counter() - started) / 10_000 * 1e6
+    plain_samples: list[float] = []
+    locked_samples: list[float] = []
+    logged_samples: list[float] = []
+    for _ in range(repeats):  # interleaved, so machine noise hits all alike
+        plain_samples.append(plain())
+        locked_samples.append(locked())
+        logged_samples.append(logged())
+    plain_median = statistics.median(plain_samples)
+    locked_median = statistics.median(locked_samples)
+    logged_median = statistics.median(logged_samples)
+    return {
+        "threads": THREADS,
+        "other_work_us": work_us,
+        "plain_puts_per_s": plain_median,
+        "locked_puts_per_s": locked_median,
+        "logged_puts_per_s": logged_median,
+        "ratio": logged_median / plain_median,
+        "ratio_to_locked": logged_median / locked_median,
+        "plain_samples": plain_samples,
+        "locked_samples": locked_samples,
+        "logged_samples": logged_samples,
+    }
+
+
 # --------------------------------------------------------------------- main
 
 
@@ -197,7 +285,9 @@ def render(results: dict[str, object]) -> str:
     append = results["append"]
     replay = results["replay"]
     puts = results["puts"]
+    threads = results["threaded_puts"]
     assert isinstance(append, dict) and isinstance(replay, dict) and isinstance(puts, dict)
+    assert isinstance(threads, dict)
     lines = [
         "# Transaction log benchmark",
         "",
@@ -232,6 +322,18 @@ def render(results: dict[str, object]) -> str:
         f"| LoggedStore.put, file log, fsync=interval:100 | {puts['logged_puts_per_s']:,.0f} |",
         f"| **ratio** (target >= 0.7) | **{puts['ratio']:.2f}** |",
         "",
+        f"## Puts from {threads['threads']} threads, each with "
+        f"{threads['other_work_us']:.0f} us of other Python work per put",
+        "",
+        "| store | puts/s |",
+        "|---|---:|",
+        f"| ShardedMap.put (in memory) | {threads['plain_puts_per_s']:,.0f} |",
+        f"| ShardedMap.put behind one threading.Lock (an ordering lock, no log) | "
+        f"{threads['locked_puts_per_s']:,.0f} |",
+        f"| LoggedStore.put, file log, fsync=interval:100 | {threads['logged_puts_per_s']:,.0f} |",
+        f"| **ratio** to ShardedMap.put | **{threads['ratio']:.2f}** |",
+        f"| ratio to ShardedMap.put behind one threading.Lock | {threads['ratio_to_locked']:.2f} |",
+        "",
         "## Targets",
         "",
     ]
@@ -240,25 +342,36 @@ def render(results: dict[str, object]) -> str:
         ("replay of 1M file events <= 5 s", replay["replay_s"] <= 5, f"{replay['replay_s']:.2f} s"),
         ("PostgreSQL appends >= 20k events/s", isinstance(pg, float) and pg >= 20_000,
          f"{pg:,.0f}/s" if isinstance(pg, float) else str(pg)),
-        ("puts at fsync=interval >= 0.7x in-memory", puts["ratio"] >= 0.7, f"{puts['ratio']:.2f}x"),
+        ("puts at fsync=interval >= 0.7x in-memory (one thread, bare puts)",
+         puts["ratio"] >= 0.7, f"{puts['ratio']:.2f}x"),
+        (f"puts at fsync=interval >= 0.7x in-memory ({threads['threads']} threads with "
+         "other work)", threads["ratio"] >= 0.7, f"{threads['ratio']:.2f}x"),
     ]  # fmt: skip
     for name, met, shown in checks:
         lines.append(f"- {name}: {'met' if met else '**MISSED**'} ({shown})")
-    lines += ["", PUTS_NOTE, ""]
+    plain_us = 1e6 / puts["plain_puts_per_s"]
+    logged_us = 1e6 / puts["logged_puts_per_s"]
+    lines += ["", PUTS_NOTE.format(plain_us=plain_us, logged_us=logged_us), ""]
     return "\n".join(lines)
 
 
-PUTS_NOTE = """Why the put ratio misses 0.7: an in-memory put is a few microseconds of pure
-Python, and a logged put adds, per write, validation (`check_put`), encoding the
-record and its CRC, and one `writev` system call that hands the record to the
-OS before the put is acknowledged (so kill -9 never loses an acknowledged
-write, under every fsync policy). On this VM that is ~1.7 us of encoding and
-~1.8 us of system call per put, against ~1.6-2.8 us for the put itself, so the
-ratio is bounded near 0.3. Even with no system call (an mmap-ed log) the
-encoding alone caps it near 0.45; reaching 0.7 would mean acknowledging before
-the record reaches the OS (losing acknowledged writes on a process crash, which
-issue 3 forbids) or encoding in C. The fsync policy is not the cost: interval
-and never run at the same speed."""
+PUTS_NOTE = """How to read the put ratios. The file log copies each record into a shared
+memory mapping of the log file: no system call per put, so a put never lets go
+of the GIL while it holds the store's write lock, and an acknowledged put still
+survives kill -9 under every fsync policy (interval and never cost the same).
+
+One thread doing nothing but puts measures the log's Python cost head on: here
+an in-memory put takes {plain_us:.1f} us and a logged put {logged_us:.1f} us (validation,
+encoding the record and its CRC, the copy into the mapping, two locks). That
+ratio stays under 0.7 unless the encoding moves to C.
+
+With other Python work around each put, as in a server, that cost is a small
+share. The row "behind one threading.Lock" is the plain map with an ordering
+lock like LoggedStore's: with 16 threads a threading.Lock forms a lock convoy
+(on CPython 3.11 its release hands it to a waiter that does not have the GIL),
+which is why LoggedStore uses a WriterLock (lrukv_server/txlog/locks.py) and can
+be faster than the plain map, whose shard locks do convoy. Puts through the
+server: bench_txlog_server.py (results/txlog-server.md)."""
 
 
 def main() -> int:
@@ -309,6 +422,8 @@ def main() -> int:
         ratio = puts_ratio(workdir, puts, repeats)
         ratio.update(puts=puts, capacity=puts // 2)
         print(f"puts ratio logged/plain: {ratio['ratio']:.2f}", flush=True)
+        threaded = threaded_puts_ratio(workdir, puts, repeats)
+        print(f"threaded puts ratio logged/plain: {threaded['ratio']:.2f}", flush=True)
 
         results: dict[str, object] = {
             "command": command,
@@ -319,6 +434,7 @@ def main() -> int:
             "append": append,
             "replay": replay,
             "puts": ratio,
+            "threaded_puts": threaded,
         }
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "txlog.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -24,13 +24,14 @@ the file's dirty pages however they were dirtied):
 
 Preallocation. The file is grown ahead of the writer with ``posix_fallocate``:
 the room added is the file's size, at least :data:`GROW_MIN` and at most
-:data:`GROW_MAX` (4 MiB, doubling, then 64 MiB steps), and the file is then
-remapped. Growth is rare (once per 64 MiB at most) and is the only system call
-an append can make. ``posix_fallocate`` reserves real blocks, so a full disk is
-an ENOSPC (or EFBIG) error at growth time, never a SIGBUS on a later store into
-a hole of a sparse file. The preallocated, unwritten rest of the file is zeros:
-at open, zeros after the last whole record are the log's clean end (see
-``file_format``); ``close`` truncates the file to its logical end.
+:data:`GROW_MAX` (a new log grows to 4, 8, 16, 32, 64 MiB, then 64 MiB at a
+time), and the file is then remapped. Growth is rare (once per chunk) and is
+the only system call an append can make. ``posix_fallocate`` reserves real
+blocks, so a full disk is an ENOSPC (or EFBIG) error at growth time, never a
+SIGBUS on a later store into a hole of a sparse file. The preallocated,
+unwritten rest of the file is zeros: at open, zeros after the last whole record
+are the log's clean end (see ``file_format``); ``close`` truncates the file to
+its logical end.
 
 Failures
 --------
