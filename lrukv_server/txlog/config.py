@@ -42,9 +42,10 @@ class Backend(enum.Enum):
 
 class FsyncPolicy(enum.Enum):
     """When the file backend calls fsync. Every policy hands each record to the
-    operating system (``write``) before the write is acknowledged, so a crash of
-    the *process* (kill -9) loses nothing under any policy; they differ in what
-    a crash of the *machine* (power loss, kernel panic) can lose:
+    operating system (a copy into a shared mapping of the log file, so into the
+    page cache) before the write is acknowledged, so a crash of the *process*
+    (kill -9) loses nothing under any policy; they differ in what a crash of the
+    *machine* (power loss, kernel panic) can lose:
 
     * ``always``: nothing. Each acknowledgement waits for an fsync; concurrent
       writers share one fsync (group commit).
