@@ -14,6 +14,8 @@ Streams (100k keys, capacity 50k):
   mixed  80% get / 20% put, keys drawn from a Zipf(0.99) distribution, warm cache
   puts   puts of uniformly random keys into a full cache: most of them evict
   hits   gets of keys that are all present, in random order
+  mixed, 8 threads  the mixed stream split over 8 threads (wall time: with the
+         GIL this measures how each lock behaves under contention)
 
 Contenders: a plain dict (no eviction, no lock: the floor), OrderedDict + one
 lock, cachetools.LRUCache + lock, lru-dict (C) + lock, lrukv.ShardedMap with 10
@@ -145,6 +147,7 @@ class Workload:
     name: str
     prefill: Sequence[str]
     ops: Sequence[Op]
+    threads: int = 1
 
 
 def zipf_sampler(rng: random.Random, n: int, s: float) -> Callable[[], int]:
@@ -166,6 +169,7 @@ def make_workloads(keys: int, capacity: int, ops: int, seed: int) -> list[Worklo
         Workload("mixed", warm, mixed),
         Workload("puts", warm, puts),
         Workload("hits", warm, hits),
+        Workload("mixed, 8 threads", warm, mixed, threads=8),
     ]
 
 
@@ -176,16 +180,42 @@ def run_once(factory: Callable[[int], Cache], capacity: int, work: Workload, val
     for key in work.prefill:
         put(key, value)
     get = cache.get
-    gc.collect()
-    gc.disable()
-    try:
-        started = time.thread_time_ns()
-        for is_get, key in work.ops:
+
+    def replay(ops: Sequence[Op]) -> None:
+        for is_get, key in ops:
             if is_get:
                 get(key)
             else:
                 put(key, value)
-        elapsed = time.thread_time_ns() - started
+
+    gc.collect()
+    gc.disable()
+    try:
+        if work.threads == 1:
+            started = time.thread_time_ns()
+            replay(work.ops)
+            elapsed = time.thread_time_ns() - started
+        else:
+            # Threads share the GIL, so this is about lock behaviour under
+            # contention (convoys), not parallel speed-up; wall time is the measure.
+            share = len(work.ops) // work.threads
+            start = threading.Barrier(work.threads + 1)
+
+            def worker(part: Sequence[Op]) -> None:
+                start.wait()
+                replay(part)
+
+            threads = [
+                threading.Thread(target=worker, args=(work.ops[n * share : (n + 1) * share],))
+                for n in range(work.threads)
+            ]
+            for thread in threads:
+                thread.start()
+            start.wait()
+            started = time.perf_counter_ns()
+            for thread in threads:
+                thread.join()
+            elapsed = time.perf_counter_ns() - started
     finally:
         gc.enable()
     return elapsed / len(work.ops)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections import deque
 from typing import Final
 
 __all__ = ["UNBOUNDED", "Node", "Shard"]
@@ -52,7 +53,29 @@ class Node:
 
 
 class Shard:
-    """A recency list and its counters. Only touched while ``lock`` is held."""
+    """A recency list and its counters, touched only while holding the shard's lock.
+
+    The lock is ``free``, a deque that holds one token while nobody holds the
+    shard: ``free.pop()`` takes it (IndexError: someone else has it) and
+    ``free.append(True)`` gives it back. Deque appends and pops are atomic (the
+    documentation guarantees it; free-threaded builds keep it with per-object
+    locks), so this is a mutex. Two measured reasons to prefer it to a
+    ``threading.Lock`` on CPython 3.11:
+
+    * speed: a pop and an append cost ~34 ns, a Lock's acquire() and release()
+      ~76 ns, on paths where the whole operation is a few hundred;
+    * no lock convoy: a released Lock is handed to the thread it wakes, which
+      must still wait for the GIL, while running threads block behind it; once
+      a holder is preempted inside a critical section this persists, and 16
+      threads doing gets and puts ran at about half the speed of one. Here a
+      waiter sleeps on ``wakeup`` and, woken, only *tries* for the token, so a
+      running thread takes a free shard at once and the token is only ever
+      held by a thread that runs.
+
+    Hot paths inline the protocol (``try: free.pop() except IndexError:
+    wait_for_token()`` ... ``finally: free.append(True); if waiters: wake``);
+    cold paths call ``acquire()`` / ``release()``.
+    """
 
     __slots__ = (
         "budget",
@@ -60,23 +83,25 @@ class Shard:
         "evicted_bytes",
         "evicted_capacity",
         "evicted_expired",
+        "free",
         "head",
         "hits",
-        "lock",
         "misses",
         "nbytes",
         "number",
         "size",
+        "waiters",
+        "wakeup",
     )
 
     def __init__(self, number: int, capacity: int, budget: int) -> None:
         self.number = number
         self.capacity = capacity
         self.budget = budget
-        # Hot paths call lock.acquire()/release() in try/finally: on CPython 3.11
-        # that measured ~35% cheaper than `with lock:` and than bound methods
-        # stored on the shard (a slot lookup that LOAD_METHOD cannot specialise).
-        self.lock = threading.Lock()
+        # The shard's lock: a deque holding one token while the shard is free.
+        self.free: deque[bool] = deque([True])
+        self.waiters = 0  # threads sleeping in wait_for_token
+        self.wakeup = threading.Condition(threading.Lock())
         self.head = Node(self)
         self.size = 0
         # Key plus value bytes, kept only when the shard has a byte budget: on
@@ -88,6 +113,50 @@ class Shard:
         self.evicted_capacity = 0
         self.evicted_bytes = 0
         self.evicted_expired = 0
+
+    def wait_for_token(self) -> None:
+        """Take the token after a failed ``free.pop()``: the contended path.
+
+        Each release wakes one waiter while any wait; the timeout only bounds a
+        wait should a wake-up ever be missed, so no thread waits for ever.
+        """
+        free = self.free
+        with self.wakeup:
+            # Counted before trying again: a release after this failed try sees
+            # the count and notifies, and cannot notify before wait() starts,
+            # because notifying needs the condition's lock, held until then.
+            self.waiters += 1
+            try:
+                while True:
+                    try:
+                        free.pop()
+                        return
+                    except IndexError:
+                        self.wakeup.wait(0.05)
+            finally:
+                self.waiters -= 1
+
+    def wake_a_waiter(self) -> None:
+        """After giving the token back while threads wait: wake one to try for it."""
+        with self.wakeup:
+            self.wakeup.notify()
+
+    def acquire(self) -> None:
+        """Take the shard's lock (for cold paths; hot paths inline this)."""
+        try:
+            self.free.pop()
+        except IndexError:
+            self.wait_for_token()
+
+    def release(self) -> None:
+        """Give the shard's lock back and wake a waiter if there is one."""
+        self.free.append(True)
+        if self.waiters:
+            self.wake_a_waiter()
+
+    def locked(self) -> bool:
+        """Whether some thread holds the shard (a snapshot: it may change at once)."""
+        return not self.free
 
     def reset(self) -> None:
         head = self.head

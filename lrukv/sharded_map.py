@@ -130,8 +130,11 @@ class ShardedMap:
             raise InvalidKey(f"key must be str, not {type(key).__name__}") from None
         if node is not None:
             shard = node.shard
-            lock = shard.lock
-            lock.acquire()
+            free = shard.free
+            try:
+                free.pop()  # take the shard's token: its lock (see Shard)
+            except IndexError:
+                shard.wait_for_token()
             try:
                 # The node may have been deleted or reused for another key between
                 # the lookup and the lock; a dead node's key is "".
@@ -152,21 +155,28 @@ class ShardedMap:
                         shard.hits += 1
                         return node.value
             finally:
-                lock.release()
+                free.append(True)
+                if shard.waiters:
+                    shard.wake_a_waiter()
         elif isinstance(key, str) and key.isprintable():
             # A plain miss, inlined: only the miss counter needs the shard lock.
             # isprintable() rules out control characters and lone surrogates.
             encoded = key.encode()
             if 0 < len(encoded) <= self._max_key_bytes:
                 shard = self._shards[crc32(encoded) % self._nshards]
-                lock = shard.lock
-                lock.acquire()
+                free = shard.free
+                try:
+                    free.pop()  # take the shard's token: its lock (see Shard)
+                except IndexError:
+                    shard.wait_for_token()
                 try:
                     if self._index.get(key) is None:
                         shard.misses += 1
                         return default
                 finally:
-                    lock.release()
+                    free.append(True)
+                    if shard.waiters:
+                        shard.wake_a_waiter()
         return self._get_slow(key, default, touch=True)
 
     def peek(self, key: str, default: bytes | None = None) -> bytes | None:
@@ -180,8 +190,11 @@ class ShardedMap:
             raise InvalidKey(f"key must be str, not {type(key).__name__}") from None
         if node is not None:
             shard = node.shard
-            lock = shard.lock
-            lock.acquire()
+            free = shard.free
+            try:
+                free.pop()  # take the shard's token: its lock (see Shard)
+            except IndexError:
+                shard.wait_for_token()
             try:
                 if node.key == key:
                     expires = node.expires
@@ -189,15 +202,16 @@ class ShardedMap:
                         shard.hits += 1
                         return node.value
             finally:
-                lock.release()
+                free.append(True)
+                if shard.waiters:
+                    shard.wake_a_waiter()
         return self._get_slow(key, default, touch=False)
 
     def _get_slow(self, key: str, default: bytes | None, *, touch: bool) -> bytes | None:
         """The miss path: validate, find the shard by hash, settle under its lock."""
         shard = self._shards[shard_index(encode_key(key, self._max_key_bytes), self._nshards)]
         evicted: list[tuple[str, bytes, EvictionCause]] = []
-        lock = shard.lock
-        lock.acquire()
+        shard.acquire()
         try:
             node = self._index.get(key)
             if node is None:
@@ -212,7 +226,7 @@ class ShardedMap:
             shard.hits += 1
             return node.value
         finally:
-            lock.release()
+            shard.release()
             if evicted:
                 self._notify(evicted)
 
@@ -229,12 +243,17 @@ class ShardedMap:
         if node is None:
             return False
         shard = node.shard
-        lock = shard.lock
-        lock.acquire()
+        free = shard.free
+        try:
+            free.pop()  # take the shard's token: its lock (see Shard)
+        except IndexError:
+            shard.wait_for_token()
         try:
             return node.key == key and (node.expires is None or node.expires > self._clock())
         finally:
-            lock.release()
+            free.append(True)
+            if shard.waiters:
+                shard.wake_a_waiter()
 
     def __len__(self) -> int:
         """Number of items, expired-but-not-yet-reaped ones included. Cost: O(shards)."""
@@ -267,8 +286,7 @@ class ShardedMap:
 
     def _iter_entries(self) -> Iterator[tuple[str, bytes]]:
         for shard in self._shards:
-            lock = shard.lock
-            lock.acquire()
+            shard.acquire()
             try:
                 now = self._clock()
                 head = shard.head
@@ -279,7 +297,7 @@ class ShardedMap:
                         batch.append((node.key, node.value))
                     node = node.next
             finally:
-                lock.release()
+                shard.release()
             yield from batch
 
     # ----------------------------------------------------------------- writes
@@ -325,8 +343,11 @@ class ShardedMap:
             shard = node.shard
             if shard.budget == UNBOUNDED:
                 # Overwrite in place: with no byte budget, nothing can be evicted.
-                lock = shard.lock
-                lock.acquire()
+                free = shard.free
+                try:
+                    free.pop()  # take the shard's token: its lock (see Shard)
+                except IndexError:
+                    shard.wait_for_token()
                 try:
                     if node.key == key:
                         node.value = value
@@ -344,7 +365,9 @@ class ShardedMap:
                             head.next = node
                         return
                 finally:
-                    lock.release()
+                    free.append(True)
+                    if shard.waiters:
+                        shard.wake_a_waiter()
         elif self._plain and isinstance(key, str) and key.isprintable():
             # A new key with no byte budget and no callback: the common insert,
             # inlined because each call and allocation here is a measurable share
@@ -360,8 +383,11 @@ class ShardedMap:
                 )
             shard = self._shards[crc32(encoded) % self._nshards]
             index = self._index
-            lock = shard.lock
-            lock.acquire()
+            free = shard.free
+            try:
+                free.pop()  # take the shard's token: its lock (see Shard)
+            except IndexError:
+                shard.wait_for_token()
             try:
                 head = shard.head
                 if shard.size < shard.capacity:
@@ -399,7 +425,9 @@ class ShardedMap:
                         head.next = node
                         return
             finally:
-                lock.release()
+                free.append(True)
+                if shard.waiters:
+                    shard.wake_a_waiter()
         self._put_slow(key, value, expires)
 
     def check_put(
@@ -451,8 +479,7 @@ class ShardedMap:
                 limit=shard.budget,
             )
         evicted: list[tuple[str, bytes, EvictionCause]] = []
-        lock = shard.lock
-        lock.acquire()
+        shard.acquire()
         try:
             node = self._index.get(key)
             if node is not None:
@@ -496,7 +523,7 @@ class ShardedMap:
                 # The new item alone fits (checked above), so the loop stops before it.
                 self._unlink(shard, shard.head.prev, EvictionCause.BYTES, evicted)
         finally:
-            lock.release()
+            shard.release()
             if evicted:
                 self._notify(evicted)
 
@@ -526,8 +553,7 @@ class ShardedMap:
         else:
             shard = self._shards[shard_index(encode_key(key, self._max_key_bytes), self._nshards)]
         evicted: list[tuple[str, bytes, EvictionCause]] = []
-        lock = shard.lock
-        lock.acquire()
+        shard.acquire()
         try:
             node = self._index.get(key)
             if node is None:
@@ -537,7 +563,7 @@ class ShardedMap:
             self._unlink(shard, node, None if live else EvictionCause.EXPIRED, evicted)
             return value if live else default
         finally:
-            lock.release()
+            shard.release()
             if evicted:
                 self._notify(evicted)
 
@@ -564,14 +590,13 @@ class ShardedMap:
             if node is None:
                 continue
             shard = node.shard
-            lock = shard.lock
-            lock.acquire()
+            shard.acquire()
             try:
                 if node.key == key and (node.expires is None or node.expires > now):
                     self._move_to_front(shard, node)
                     touched += 1
             finally:
-                lock.release()
+                shard.release()
         return touched
 
     def expires_at(self, key: str) -> float | None:
@@ -585,13 +610,12 @@ class ShardedMap:
             raise InvalidKey(f"key must be str, not {type(key).__name__}") from None
         if node is not None:
             shard = node.shard
-            lock = shard.lock
-            lock.acquire()
+            shard.acquire()
             try:
                 if node.key == key and (node.expires is None or node.expires > self._clock()):
                     return node.expires
             finally:
-                lock.release()
+                shard.release()
         raise KeyNotFound(key)
 
     def purge_expired(self) -> int:
@@ -601,8 +625,7 @@ class ShardedMap:
         purged = 0
         for shard in self._shards:
             evicted: list[tuple[str, bytes, EvictionCause]] = []
-            lock = shard.lock
-            lock.acquire()
+            shard.acquire()
             try:
                 now = self._clock()
                 head = shard.head
@@ -614,7 +637,7 @@ class ShardedMap:
                         purged += 1
                     node = before
             finally:
-                lock.release()
+                shard.release()
             if evicted:
                 self._notify(evicted)
         return purged
@@ -772,8 +795,7 @@ class ShardedMap:
         sizes: list[int] = []
         nbytes: list[int] = []
         for shard in self._shards:
-            lock = shard.lock
-            lock.acquire()
+            shard.acquire()
             try:
                 hits += shard.hits
                 misses += shard.misses
@@ -783,7 +805,7 @@ class ShardedMap:
                 sizes.append(shard.size)
                 nbytes.append(shard.nbytes if self._max_bytes is not None else shard.sum_bytes())
             finally:
-                lock.release()
+                shard.release()
         return Stats(
             hits=hits,
             misses=misses,
@@ -921,8 +943,8 @@ class ShardedMap:
 
     def _lock_all(self) -> None:
         for shard in self._shards:
-            shard.lock.acquire()
+            shard.acquire()
 
     def _unlock_all(self) -> None:
         for shard in reversed(self._shards):
-            shard.lock.release()
+            shard.release()

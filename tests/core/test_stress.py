@@ -81,3 +81,46 @@ def test_concurrent_mixed_operations_keep_every_invariant() -> None:
     stats = m.stats()
     assert stats.hits + stats.misses > 0
     assert len(m) <= m.capacity
+
+
+def test_one_shard_under_heavy_contention_loses_nothing() -> None:
+    """Every thread fights for the same shard lock; each thread's own keys must
+    read back exactly its last write, and the map must stay consistent."""
+    m = ShardedMap(shards=1, items_per_shard=10_000)
+    errors: list[str] = []
+
+    def worker(number: int) -> None:
+        for i in range(3_000):
+            key = f"t{number}-{i % 50}"
+            m.put(key, b"%d" % i)
+            if m.get(key) != b"%d" % i:
+                errors.append(f"{key} lost write {i}")
+            m.touch([key])
+            if i % 7 == 0:
+                m.delete(key)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "a thread never got the shard lock"
+    assert errors == []
+    m._check()
+
+
+def test_a_held_shard_makes_others_wait_and_its_release_wakes_them() -> None:
+    m = ShardedMap(shards=1, items_per_shard=10)
+    m.put("k", b"v")
+    shard = m._shards[0]
+    shard.acquire()  # as if another thread were inside an operation
+    result: list[bytes | None] = []
+    reader = threading.Thread(target=lambda: result.append(m.get("k")))
+    reader.start()
+    reader.join(timeout=0.3)
+    assert reader.is_alive(), "a get ran while the shard was held"
+    assert result == []
+    shard.release()
+    reader.join(timeout=10)
+    assert result == [b"v"]
+    assert not shard.locked()
