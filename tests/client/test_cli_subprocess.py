@@ -13,10 +13,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from lrukv_client import Client
 from tests.conftest import StartServer
 from tests.harness import ServerProcess
 
@@ -208,6 +210,21 @@ def _wait_for_load(proc: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"the bench ended before its load started (exit {proc.wait()})")
 
 
+def _wait_for_private_writes(server: str, timeout: float = 20.0) -> None:
+    """Block until the timed load has written private keys (``...w<n>:p<i>``), so
+    some operations have completed when the test interrupts the bench. Waiting
+    for "load started" alone raced with a busy machine: the interrupt could land
+    before the first operation finished."""
+    deadline = time.monotonic() + timeout
+    with Client(server) as client:
+        while time.monotonic() < deadline:
+            listed = client.keys()
+            if sum(":p" in key for key in listed) >= 2:
+                return
+            time.sleep(0.05)
+    raise AssertionError("the bench wrote no private key")
+
+
 @pytest.mark.parametrize("processes", ["1", "2"])
 def test_ctrl_c_stops_the_bench_and_still_reports(
     lrukv_server: ServerProcess, tmp_path: Path, processes: str
@@ -217,6 +234,7 @@ def test_ctrl_c_stops_the_bench_and_still_reports(
     proc = _start_bench(args, lrukv_server.rpc_addr)
     try:
         _wait_for_load(proc)
+        _wait_for_private_writes(lrukv_server.rpc_addr)
         proc.send_signal(signal.SIGINT)
         stdout, _ = proc.communicate(timeout=30)
     finally:
