@@ -369,9 +369,9 @@ With other Python work around each put, as in a server, that cost is a small
 share. The row "behind one threading.Lock" is the plain map with an ordering
 lock like LoggedStore's: with 16 threads a threading.Lock forms a lock convoy
 (on CPython 3.11 its release hands it to a waiter that does not have the GIL),
-which is why LoggedStore uses a WriterLock (lrukv_server/txlog/locks.py) and can
-be faster than the plain map, whose shard locks do convoy. Puts through the
-server: bench_txlog_server.py (results/txlog-server.md)."""
+which is why LoggedStore uses a WriterLock (lrukv_server/txlog/locks.py); the
+map's own shard locks avoid convoys the same way (lrukv/_shard.py). Puts through
+the server: bench_txlog_server.py (results/txlog-server.md)."""
 
 
 def main() -> int:
