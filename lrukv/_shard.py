@@ -88,14 +88,12 @@ class Shard:
         "hits",
         "misses",
         "nbytes",
-        "number",
         "size",
         "waiters",
         "wakeup",
     )
 
-    def __init__(self, number: int, capacity: int, budget: int) -> None:
-        self.number = number
+    def __init__(self, capacity: int, budget: int) -> None:
         self.capacity = capacity
         self.budget = budget
         # The shard's lock: a deque holding one token while the shard is free.

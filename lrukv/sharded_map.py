@@ -106,7 +106,7 @@ class ShardedMap:
         self._max_key_bytes: Final = max_key_bytes
         self._max_value_bytes: Final = UNBOUNDED if max_value_bytes is None else max_value_bytes
         budget = UNBOUNDED if max_bytes is None else max_bytes // shards
-        self._shards: Final = tuple(Shard(n, items_per_shard, budget) for n in range(shards))
+        self._shards: Final = tuple(Shard(items_per_shard, budget) for _ in range(shards))
         self._index: dict[str, Node] = {}
         self._clock = clock
         self._on_evict = on_evict
@@ -690,11 +690,11 @@ class ShardedMap:
         """
         data = snapshot_format.decode(blob)
         mine = (self._nshards, self._items_per_shard, self._max_bytes)
-        theirs = snapshot_format.geometry_of(data)
-        if strict and tuple(theirs) != mine:
+        theirs = (data.shards, data.items_per_shard, data.max_bytes)
+        if strict and theirs != mine:
             raise SnapshotMismatch(
                 "snapshot geometry (shards, items_per_shard, max_bytes) is "
-                f"{tuple(theirs)}, this store's is {mine}"
+                f"{theirs}, this store's is {mine}"
             )
         # Validate every entry before touching state, so a bad blob changes nothing.
         checked = [

@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lrukv.errors import CorruptSnapshot, UnsupportedSnapshotVersion
@@ -135,8 +134,3 @@ def decode(blob: bytes | bytearray | memoryview) -> SnapshotData:
     if sum(len(s) for s in all_entries) != total:
         raise CorruptSnapshot("snapshot entry count does not match its header")
     return SnapshotData(shards, items_per_shard, max_bytes or None, tuple(all_entries))
-
-
-def geometry_of(data: SnapshotData) -> Sequence[int | None]:
-    """(shards, items_per_shard, max_bytes): what must match for a strict restore."""
-    return (data.shards, data.items_per_shard, data.max_bytes)

@@ -165,15 +165,13 @@ class TailCut:
 @dataclass(frozen=True, slots=True)
 class ScanResult:
     """What :func:`scan` found: the end of the last whole record (the logical end
-    of the log) and its seq; ``zero_tail`` is the number of zero bytes after it
-    (preallocated space, not damage) when there is no torn tail."""
+    of the log) and its seq. Zero bytes after it are preallocated space, not damage."""
 
     end: int
     last_seq: int
     records: int
     last_applied_index: int | None
     tail: TailCut | None
-    zero_tail: int = 0
 
 
 # Zero runs are compared a chunk at a time (bytes == is a memcmp): a preallocated
@@ -208,7 +206,7 @@ def scan(view: memoryview, base_seq: int, where: str) -> ScanResult:
         if found is None:
             torn_end = last_nonzero(view, offset, end)
             if torn_end == offset:  # only zeros: the preallocated, unwritten rest
-                return ScanResult(offset, seq, records, applied, None, end - offset)
+                return ScanResult(offset, seq, records, applied, None)
             later = _find_later_record(view, offset, torn_end, end, seq)
             if later is not None:
                 raise CorruptLog(

@@ -416,7 +416,9 @@ def test_iteration_reports_each_key_once_while_writers_run() -> None:
         seen.append(key)
         m.put(f"new-{len(seen)}", b"v")  # writes during iteration
     assert len(seen) == len(set(seen))
-    assert {f"k{i}" for i in range(2000)} <= set(seen) | set(m)
+    # Keys present from start to end (nothing evicts: shards are far from full)
+    # are in every shard's copy, so each is reported.
+    assert {f"k{i}" for i in range(2000)} <= set(seen)
 
 
 def test_repr_mentions_geometry() -> None:
