@@ -17,6 +17,7 @@ import lrukv
 from lrukv_proto import LEADER_HTTP_HEADER, LEADER_RPC_HEADER
 from lrukv_server.api.http_app import create_app, openapi_document
 from lrukv_server.errors import NotLeader, Unavailable
+from lrukv_server.fsm import StoreFSM
 from lrukv_server.service import Consistency, Health
 from lrukv_server.service.local import LocalService
 from tests.server.faults import (
@@ -67,7 +68,7 @@ def client(fake: FakeService) -> FlaskClient:
 @pytest.fixture
 def real_client() -> FlaskClient:
     store = lrukv.ShardedMap(max_value_bytes=LIMIT)
-    service = LocalService(store, node=FakeService().node)
+    service = LocalService(StoreFSM(store), node=FakeService().node)
     return create_app(service, max_value_bytes=LIMIT).test_client()
 
 
@@ -404,7 +405,7 @@ def test_health_and_readiness(fake: FakeService) -> None:
 
 
 def test_a_closed_service_answers_503(fake: FakeService) -> None:
-    service = LocalService(lrukv.ShardedMap(), node=fake.node)
+    service = LocalService(StoreFSM(lrukv.ShardedMap()), node=fake.node)
     service.close()
     client = create_app(service, max_value_bytes=LIMIT).test_client()
     response = client.get("/v1/k")
