@@ -32,15 +32,19 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from flask import Flask
 
 from lrukv_server.api.grpc_server import GrpcServer, format_addr
 from lrukv_server.api.http_app import create_app
-from lrukv_server.config import ServerConfig, resolve_data_dir
-from lrukv_server.fsm import StoreFSM
+from lrukv_server.config import ConfigError, ServerConfig, resolve_data_dir
+from lrukv_server.errors import Unavailable
+from lrukv_server.fsm import Member, StoreFSM
+from lrukv_server.raft import RaftConfig, RaftNode
 from lrukv_server.service.base import KVService, ServerInfo
 from lrukv_server.service.local import CommandWriter, HealthCheck, LocalService
+from lrukv_server.service.replicated import ReplicaStateMachine, ReplicatedService
 from lrukv_server.txlog import Backend, LoggedStore
 
 __all__ = ["Agent", "ServiceWrapper", "advertised_host"]
@@ -96,8 +100,11 @@ class Agent:
         """Run every setup step; on failure release what was set up, then raise."""
         try:
             grpc_server = self._bind_grpc()
-            fsm, writer = self._open_store()
-            service = self._make_service(fsm, writer, grpc_server.port)
+            if self.config.cluster.enabled:
+                service = self._start_replica(grpc_server.port)
+            else:
+                fsm, writer = self._open_store()
+                service = self._make_service(fsm, writer, grpc_server.port)
             self._start_grpc(grpc_server, service)
             self._make_http_app(service)
             self._start_health_monitor(grpc_server, service)
@@ -142,23 +149,71 @@ class Agent:
         self.store_description = f"{geometry}, {cfg.txlog.describe()}; {logged.recovery}"
         return fsm, logged
 
+    def _node_info(self, grpc_port: int) -> ServerInfo:
+        cfg = self.config
+        host = advertised_host(cfg.host)
+        http_port = int(self.http_addr.rsplit(":", 1)[1])
+        return ServerInfo(
+            id=cfg.node_id,
+            rpc_addr=format_addr(host, grpc_port),
+            http_addr=format_addr(host, http_port),
+            is_leader=True,
+        )
+
     def _make_service(
         self, fsm: StoreFSM, writer: CommandWriter | None, grpc_port: int
     ) -> KVService:
-        cfg = self.config
-        host = advertised_host(cfg.host)
-        http_port = self.http_addr.rsplit(":", 1)[1]
-        node = ServerInfo(
-            id=cfg.node_id,
-            rpc_addr=format_addr(host, grpc_port),
-            http_addr=f"{format_addr(host, int(http_port))}",
-            is_leader=True,
-        )
+        node = self._node_info(grpc_port)
         local = LocalService(fsm, node=node, writer=writer, checks=self._health_checks)
         self._on_shutdown("service (refuses further calls)", local.close)
-        service: KVService = local
+        return self._expose(local)
+
+    def _start_replica(self, grpc_port: int) -> KVService:
+        """A cluster member: the StoreFSM replicated by a Raft node (PySyncObj)."""
+        cfg = self.config
+        cluster = cfg.cluster
+        # Replicas must never change state on their own: reads do not reap expired
+        # keys, and apply does not enforce this node's value limit (the service
+        # checks it before proposing).
+        store = replace(cfg.store, max_value_bytes=None).build(reap_on_read=False)
+        fsm = StoreFSM(store)
+        replica = ReplicaStateMachine(fsm)
+        raft_config = RaftConfig(
+            self_addr=cluster.raft_addr,
+            secret=cluster.effective_secret,
+            peers=cluster.peers,
+            join_addr=cluster.join or None,
+            data_dir=str(resolve_data_dir(cfg) / "raft"),
+        )
+        try:
+            raft = RaftNode(raft_config.validate(), replica)
+        except ValueError as exc:
+            raise ConfigError(f"cluster: {exc}") from None
+        except Unavailable as exc:
+            raise OSError(f"cannot start Raft on {cluster.raft_addr}: {exc}") from None
+        self._on_shutdown("Raft node", raft.close)
+        node = self._node_info(grpc_port)
+        me = Member(cfg.node_id, cluster.raft_addr, node.http_addr, node.rpc_addr)
+        service = ReplicatedService(
+            fsm,
+            raft,
+            replica,
+            me=me,
+            max_value_bytes=cfg.max_value_bytes,
+            checks=self._health_checks,
+        )
+        service.start()
+        self._on_shutdown("service (refuses further calls)", service.close)
+        peers = ", ".join(cluster.peers) or (f"joined via {cluster.join}" if cluster.join else "")
+        self.store_description = (
+            f"{cfg.store.shards} shards x {cfg.store.items_per_shard} items, replicated by "
+            f"Raft at {cluster.raft_addr} ({peers or 'restarted from its journal'})"
+        )
+        return self._expose(service)
+
+    def _expose(self, service: KVService) -> KVService:
         if self._service_wrapper is not None:
-            service = self._service_wrapper(local)
+            service = self._service_wrapper(service)
         self.service = service
         return service
 

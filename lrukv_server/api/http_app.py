@@ -33,6 +33,7 @@ one error table (:mod:`lrukv_server.api.status`).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -292,10 +293,18 @@ def create_app(
         ]
         return Response(json.dumps({"servers": servers}) + "\n", 200, mimetype="application/json")
 
+    def cluster_status() -> Response:
+        status = service.cluster_status(digest=request.args.get("digest") in ("1", "true"))
+        body = dataclasses.asdict(status)
+        if body["digest"] is None:
+            del body["digest"]
+        return Response(json.dumps(body) + "\n", 200, mimetype="application/json")
+
     utilities: dict[str, Callable[[], Response]] = {
         "keys": list_keys,
         "items": list_items,
         "servers": list_servers,
+        "cluster": cluster_status,
     }
 
     @app.route("/v1/<rest:_rest>", methods=["GET", "HEAD", "PUT", "DELETE"])

@@ -18,6 +18,8 @@ Layout (all integers big-endian)::
     PURGE     (no fields: purge what expired at the command's time)
     NOOP      (no fields: a read barrier)
     BATCH     count u32 | body * count (no nested batches)
+    MEMBER    node_id key | raft_addr key | http_addr key | grpc_addr key
+    FORGET    raft_addr key
     key       length u16 | UTF-8 bytes
     value     length u32 | bytes
 
@@ -46,6 +48,8 @@ __all__ = [
     "Config",
     "Delete",
     "Envelope",
+    "Forget",
+    "Member",
     "Noop",
     "Opcode",
     "Purge",
@@ -68,6 +72,8 @@ class Opcode(enum.IntEnum):
     PURGE = 5
     NOOP = 6
     BATCH = 7
+    MEMBER = 8
+    FORGET = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +125,31 @@ class Noop:
 
 
 @dataclass(frozen=True, slots=True)
+class Member:
+    """A cluster member's addresses, keyed by its Raft address: how every node
+    finds the leader's APIs to forward a request or redirect a client."""
+
+    node_id: str
+    raft_addr: str
+    http_addr: str
+    grpc_addr: str
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """Drop a removed member from the directory."""
+
+    raft_addr: str
+
+
+@dataclass(frozen=True, slots=True)
 class Batch:
     """Several commands applied in order at one log index."""
 
     commands: tuple[Command, ...]
 
 
-Command = Put | Delete | Touch | Config | Purge | Noop | Batch
+Command = Put | Delete | Touch | Config | Purge | Noop | Member | Forget | Batch
 
 
 class Envelope(NamedTuple):
@@ -193,6 +217,13 @@ def _encode_body(command: Command, out: bytearray, *, nested: bool) -> None:
             out.append(Opcode.PURGE)
         case Noop():
             out.append(Opcode.NOOP)
+        case Member(node_id, raft_addr, http_addr, grpc_addr):
+            out.append(Opcode.MEMBER)
+            for text in (node_id, raft_addr, http_addr, grpc_addr):
+                _encode_key(text, out)
+        case Forget(raft_addr):
+            out.append(Opcode.FORGET)
+            _encode_key(raft_addr, out)
         case Batch(commands):
             if nested:
                 raise ValueError("a batch cannot contain a batch")
@@ -263,6 +294,15 @@ def _decode_body(view: memoryview, offset: int, *, nested: bool) -> tuple[Comman
         return Purge(), offset
     if opcode == Opcode.NOOP:
         return Noop(), offset
+    if opcode == Opcode.MEMBER:
+        fields = []
+        for _ in range(4):
+            text, offset = _decode_key(view, offset)
+            fields.append(text)
+        return Member(*fields), offset
+    if opcode == Opcode.FORGET:
+        raft_addr, offset = _decode_key(view, offset)
+        return Forget(raft_addr), offset
     if opcode == Opcode.BATCH and not nested:
         (count,) = _U32.unpack_from(view, offset)
         offset += _U32.size

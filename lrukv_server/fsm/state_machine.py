@@ -21,6 +21,7 @@ concurrently with ``apply``.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 
 from lrukv import ShardedMap
@@ -32,6 +33,8 @@ from lrukv_server.fsm.commands import (
     Command,
     Config,
     Delete,
+    Forget,
+    Member,
     Noop,
     Purge,
     Put,
@@ -42,7 +45,7 @@ __all__ = ["ConfigMismatch", "StoreFSM"]
 
 _SNAPSHOT_MAGIC = b"LKVFSM"
 _SNAPSHOT_VERSION = 1
-_SNAPSHOT_HEAD = struct.Struct(">6sBQ")
+_SNAPSHOT_HEAD = struct.Struct(">6sBQI")
 
 
 class ConfigMismatch(InvalidConfig):
@@ -73,6 +76,8 @@ class StoreFSM:
     def __init__(self, store: ShardedMap) -> None:
         self._store = store
         self._last_applied = 0
+        self._members: dict[str, Member] = {}
+        self._cluster_config: Config | None = None
 
     @property
     def store(self) -> ShardedMap:
@@ -83,6 +88,16 @@ class StoreFSM:
     def last_applied(self) -> int:
         """The index of the last command applied (0 before the first)."""
         return self._last_applied
+
+    @property
+    def members(self) -> dict[str, Member]:
+        """The member directory (Raft address -> addresses), a copy."""
+        return dict(self._members)
+
+    @property
+    def cluster_config(self) -> Config | None:
+        """The geometry a CONFIG command established, or None before one."""
+        return self._cluster_config
 
     @property
     def config(self) -> Config:
@@ -100,8 +115,10 @@ class StoreFSM:
 
         Results: PUT None, DELETE the removed value (None if no live key), TOUCH how many
         keys were present, PURGE how many were removed, CONFIG and NOOP None,
-        BATCH a tuple of its commands' results. A CONFIG that differs from this
-        store's geometry raises ConfigMismatch and changes nothing.
+        BATCH a tuple of its commands' results. The first CONFIG establishes
+        the geometry (later ones change nothing); when the established geometry
+        differs from this store's, ConfigMismatch is raised (a replica or a
+        restart with other shard settings is refused).
         """
         if index <= self._last_applied:
             raise ValueError(
@@ -127,8 +144,17 @@ class StoreFSM:
             case Purge():
                 return store.purge_expired(now=time)
             case Config():
-                self.check_config(command, where="the replicated store")
+                # The first CONFIG establishes the geometry; later ones change
+                # nothing. A replica whose own geometry differs is refused.
+                if self._cluster_config is None:
+                    self._cluster_config = command
+                self.check_config(self._cluster_config, where="the store")
                 return None
+            case Member(raft_addr=raft_addr):
+                self._members[raft_addr] = command
+                return None
+            case Forget(raft_addr):
+                return self._members.pop(raft_addr, None) is not None
             case Noop():
                 return None
             case _:  # a nested batch: the codec never decodes one
@@ -140,26 +166,51 @@ class StoreFSM:
         if theirs != mine:
             raise ConfigMismatch(theirs=theirs, mine=mine, where=where)
 
+    def digest(self) -> tuple[int, str]:
+        """(applied index, SHA-256 of the store's snapshot at that index): equal on
+        every replica that applied the same log. Retries while applies race it."""
+        while True:
+            before = self._last_applied
+            blob = self._store.snapshot()
+            if self._last_applied == before:
+                return before, hashlib.sha256(blob).hexdigest()
+
     def snapshot(self) -> bytes:
-        """The whole state as bytes: a small header (format version, last applied
-        index) and the core's snapshot (``lrukv.snapshot``, recency kept)."""
+        """The whole state as bytes: a header (format version, last applied index),
+        the cluster metadata (CONFIG and MEMBER commands, encoded as a batch) and
+        the core's snapshot (``lrukv.snapshot``, recency kept)."""
         index = self._last_applied  # the caller serialises apply, so no apply runs now
-        head = _SNAPSHOT_HEAD.pack(_SNAPSHOT_MAGIC, _SNAPSHOT_VERSION, index)
-        return head + self._store.snapshot()
+        meta: list[Command] = [] if self._cluster_config is None else [self._cluster_config]
+        meta.extend(self._members.values())
+        directory = commands.encode(Batch(tuple(meta)), time=0.0)
+        head = _SNAPSHOT_HEAD.pack(_SNAPSHOT_MAGIC, _SNAPSHOT_VERSION, index, len(directory))
+        return head + directory + self._store.snapshot()
 
     def restore(self, data: bytes) -> None:
         """Discard all state and load *data* from :meth:`snapshot`. The geometry
         must match (else ConfigMismatch); a damaged snapshot changes nothing."""
         if len(data) < _SNAPSHOT_HEAD.size:
             raise CorruptSnapshot("state machine snapshot is truncated")
-        magic, version, index = _SNAPSHOT_HEAD.unpack_from(data, 0)
+        magic, version, index, directory_len = _SNAPSHOT_HEAD.unpack_from(data, 0)
         if magic != _SNAPSHOT_MAGIC:
             raise CorruptSnapshot("not a state machine snapshot")
         if version != _SNAPSHOT_VERSION:
             raise UnsupportedSnapshotVersion(
                 f"state machine snapshot version {version}; this build reads {_SNAPSHOT_VERSION}"
             )
-        self.restore_store(data[_SNAPSHOT_HEAD.size :], where="the snapshot")
+        start = _SNAPSHOT_HEAD.size
+        try:
+            meta = commands.decode(data[start : start + directory_len]).command
+        except commands.CommandDecodeError as exc:
+            raise CorruptSnapshot(f"state machine snapshot metadata: {exc}") from None
+        if not isinstance(meta, Batch):
+            raise CorruptSnapshot("state machine snapshot metadata is not a batch")
+        config = next((c for c in meta.commands if isinstance(c, Config)), None)
+        if config is not None:
+            self.check_config(config, where="the snapshot")
+        self.restore_store(data[start + directory_len :], where="the snapshot")
+        self._cluster_config = config
+        self._members = {c.raft_addr: c for c in meta.commands if isinstance(c, Member)}
         self._last_applied = index
 
     def restore_store(self, blob: bytes, *, where: str, last_applied: int | None = None) -> None:

@@ -22,7 +22,13 @@ from typing import Protocol
 from lrukv.errors import KeyNotFound
 from lrukv_server.errors import Unavailable
 from lrukv_server.fsm import Command, Delete, Put, StoreFSM
-from lrukv_server.service.base import Consistency, Health, ServerInfo
+from lrukv_server.service.base import (
+    ClusterStatus,
+    Consistency,
+    Health,
+    MemberStatus,
+    ServerInfo,
+)
 from lrukv_server.txlog.locks import WriterLock
 
 __all__ = ["CommandWriter", "DirectWriter", "HealthCheck", "LocalService"]
@@ -142,6 +148,12 @@ class LocalService:
 
     def servers(self) -> list[ServerInfo]:
         return [self._node]
+
+    def cluster_status(self, *, digest: bool = False) -> ClusterStatus:
+        node = self._node
+        me = MemberStatus(node.id, "", node.http_addr, node.rpc_addr, reachable=True)
+        index, sha = self._fsm.digest() if digest else (self._fsm.last_applied, None)
+        return ClusterStatus(node.id, "leader", 0, index, index, me, (me,), sha)
 
     def health(self) -> Health:
         if self._closed:

@@ -15,6 +15,8 @@ from lrukv_server.fsm.commands import (
     CommandDecodeError,
     Config,
     Delete,
+    Forget,
+    Member,
     Noop,
     Purge,
     Put,
@@ -35,6 +37,8 @@ simple = st.one_of(
     ),
     st.just(Purge()),
     st.just(Noop()),
+    st.builds(Member, keys, keys, keys, keys),
+    st.builds(Forget, keys),
 )
 any_command = simple | st.builds(Batch, st.lists(simple, max_size=5).map(tuple))
 

@@ -107,12 +107,14 @@ def test_indexes_must_increase() -> None:
         fsm.apply_command(Noop(), 5, time=0.0)
 
 
-def test_a_config_command_checks_the_geometry() -> None:
+def test_the_first_config_establishes_the_geometry_and_a_differing_store_is_refused() -> None:
     fsm = _replica()
     fsm.apply_command(Config(4, 8), 1, time=0.0)
-    with pytest.raises(ConfigMismatch):
-        fsm.apply_command(Config(4, 9), 2, time=0.0)
-    assert fsm.last_applied == 1
+    fsm.apply_command(Config(4, 9), 2, time=0.0)  # later ones change nothing
+    assert fsm.cluster_config == Config(4, 8)
+    other = _replica()  # a 4 x 8 store
+    with pytest.raises(ConfigMismatch, match="shards=4, items_per_shard=9"):
+        other.apply_command(Config(4, 9), 1, time=0.0)
 
 
 def test_touch_and_purge_use_the_command_time_not_the_replica_clock() -> None:
@@ -136,3 +138,19 @@ def test_delete_answers_the_removed_value() -> None:
     fsm.apply_command(Put("k", b"v"), 1, time=0.0)
     assert fsm.apply_command(Delete("k"), 2, time=0.0) == b"v"
     assert fsm.apply_command(Delete("k"), 3, time=0.0) is None
+
+
+def test_the_member_directory_and_cluster_config_travel_in_snapshots() -> None:
+    from lrukv_server.fsm import Forget, Member
+
+    fsm = _replica()
+    a = Member("n1", "127.0.0.1:7001", "127.0.0.1:8001", "127.0.0.1:9001")
+    b = Member("n2", "127.0.0.1:7002", "127.0.0.1:8002", "127.0.0.1:9002")
+    fsm.apply_command(Config(4, 8), 1, time=0.0)
+    fsm.apply_command(Batch((a, b)), 2, time=0.0)
+    assert fsm.apply_command(Forget(a.raft_addr), 3, time=0.0) is True
+    copy = _replica()
+    copy.restore(fsm.snapshot())
+    assert copy.members == {b.raft_addr: b}
+    assert copy.cluster_config == Config(4, 8)
+    assert copy.last_applied == 3
