@@ -135,6 +135,15 @@ class KVService(Protocol):
         """This node's view of the cluster; with *digest*, the store's digest too."""
         ...
 
+    def add_member(self, raft_addr: str) -> None:
+        """Add a voting member (start it with ``--join`` or with the members as
+        ``--peers``); InvalidRequest on a node that is not in a cluster."""
+        ...
+
+    def remove_member(self, raft_addr: str) -> None:
+        """Remove a voting member and forget its addresses."""
+        ...
+
     def close(self) -> None:
         """Flush and release everything; later calls raise Unavailable."""
         ...

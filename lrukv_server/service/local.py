@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
 from lrukv.errors import KeyNotFound
-from lrukv_server.errors import Unavailable
+from lrukv_server.errors import InvalidRequest, Unavailable
 from lrukv_server.fsm import Command, Delete, Put, StoreFSM
 from lrukv_server.service.base import (
     ClusterStatus,
@@ -34,6 +34,7 @@ from lrukv_server.txlog.locks import WriterLock
 __all__ = ["CommandWriter", "DirectWriter", "HealthCheck", "LocalService"]
 
 _CLOSED_MESSAGE = "the server is shutting down"
+_NOT_A_CLUSTER = "this node is not in a cluster: start it with --raft-addr to change membership"
 
 HealthCheck = Callable[[], str]
 """Returns ``"ok"`` (or ``"off"`` for a part that is not enabled) when healthy,
@@ -154,6 +155,12 @@ class LocalService:
         me = MemberStatus(node.id, "", node.http_addr, node.rpc_addr, reachable=True)
         index, sha = self._fsm.digest() if digest else (self._fsm.last_applied, None)
         return ClusterStatus(node.id, "leader", 0, index, index, me, (me,), sha)
+
+    def add_member(self, raft_addr: str) -> None:
+        raise InvalidRequest(_NOT_A_CLUSTER)
+
+    def remove_member(self, raft_addr: str) -> None:
+        raise InvalidRequest(_NOT_A_CLUSTER)
 
     def health(self) -> Health:
         if self._closed:

@@ -36,8 +36,18 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from lrukv.errors import KeyNotFound, ValueTooLarge
-from lrukv_server.errors import NotLeader, Timeout, Unavailable
-from lrukv_server.fsm import Command, ConfigMismatch, Delete, Member, Put, StoreFSM, Touch, commands
+from lrukv_server.errors import InvalidRequest, NotLeader, Timeout, Unavailable
+from lrukv_server.fsm import (
+    Command,
+    ConfigMismatch,
+    Delete,
+    Forget,
+    Member,
+    Put,
+    StoreFSM,
+    Touch,
+    commands,
+)
 from lrukv_server.raft import RaftStatus
 from lrukv_server.service.base import (
     ClusterStatus,
@@ -75,6 +85,10 @@ class Consensus(Protocol):
     def read_barrier(self, timeout: float) -> Future[int]: ...
 
     def wait_ready(self, timeout: float) -> bool: ...
+
+    def add_member(self, addr: str, timeout: float) -> Future[None]: ...
+
+    def remove_member(self, addr: str, timeout: float) -> Future[None]: ...
 
     def status(self, timeout: float = 2.0) -> RaftStatus: ...
 
@@ -292,6 +306,23 @@ class ReplicatedService:
             digest=sha,
         )
 
+    def add_member(self, raft_addr: str) -> None:
+        self._check_open()
+        _check_raft_addr(raft_addr)
+        timeout = self._timings.write_timeout
+        self._wait(self._raft.add_member(raft_addr, timeout), timeout)
+
+    def remove_member(self, raft_addr: str) -> None:
+        self._check_open()
+        _check_raft_addr(raft_addr)
+        if raft_addr == self._me.raft_addr and self._raft.is_leader:
+            raise InvalidRequest(
+                "the leader cannot remove itself; ask another member once leadership moved"
+            )
+        timeout = self._timings.write_timeout
+        self._wait(self._raft.remove_member(raft_addr, timeout), timeout)
+        self._propose(Forget(raft_addr))
+
     def leader_member(self) -> Member | None:
         """The leader's MEMBER entry, if a leader is known and has announced itself."""
         leader = self._raft.leader_addr
@@ -369,3 +400,9 @@ class ReplicatedService:
         if wanted:
             batch = commands.Batch(tuple(wanted))
             self._announce_pending = raft.propose(commands.encode(batch, time=time.time()), timeout)
+
+
+def _check_raft_addr(addr: str) -> None:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidRequest(f"a Raft address is HOST:PORT, not {addr!r}")

@@ -176,22 +176,79 @@ def test_every_member_killed_at_once_and_restarted_loses_no_acknowledged_write(
     assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged writes lost"
 
 
-def test_a_paused_follower_resumes_catches_up_and_agrees_with_the_others(
+def test_a_paused_follower_resumed_while_the_leader_writes_catches_up_and_agrees(
     cluster: Cluster,
 ) -> None:
     leader = cluster.wait_for_leader()
     paused = _followers(cluster, leader)[0]
-    cluster.pause(paused)
-    try:
+    stop = threading.Event()
+    written = [0]
+
+    def write() -> None:
         with Client(leader.up.rpc_addr, timeout=10) as kv:
-            for i in range(300):
+            while not stop.is_set():
+                i = written[0]
                 kv.put(f"p{i % 150}", b"%d" % i)
                 if i % 3 == 0:
                     with contextlib.suppress(KeyError):
                         kv.get(f"p{(i * 7) % 150}")
-    finally:
+                written[0] = i + 1
+
+    writer = threading.Thread(target=write)
+    cluster.pause(paused)
+    writer.start()
+    try:
+        wait_until("writes while the follower is paused", lambda: written[0] >= 150, 60)
         cluster.resume(paused)
+        wait_until("writes after it resumed", lambda: written[0] >= 300, 60)
+    finally:
+        stop.set()
+        cluster.resume(paused)
+        writer.join(30)
     cluster.wait_converged()
+
+
+def test_a_node_joins_through_any_member_and_receives_everything(cluster: Cluster) -> None:
+    leader = cluster.wait_for_leader()
+    with Client(leader.up.rpc_addr, timeout=10) as kv:
+        for i in range(100):
+            kv.put(f"j{i}", b"%d" % i)
+    joiner = cluster.add_joiner(via=_followers(cluster, leader)[0])
+    cluster.start(joiner)
+    cluster.wait_converged(timeout=60)
+    assert _stale_get(joiner, "j99") == b"99"
+    status = wait_until(
+        "every member to know the new one",
+        lambda: all(len(n.status()["members"]) == 4 for n in cluster.running()),
+    )
+    assert status
+    # and it takes writes, which reach every member
+    assert http("PUT", f"{joiner.url}/v1/from-joiner", b"x")[0] == 201
+    cluster.wait_converged()
+
+
+def test_a_five_node_cluster_keeps_taking_writes_after_losing_its_leader_and_a_follower(
+    tmp_path: Path,
+) -> None:
+    cluster = Cluster(tmp_path, size=5)
+    try:
+        cluster.start_all()
+        leader = cluster.wait_for_leader(timeout=30)
+        lost = [leader, _followers(cluster, leader)[0]]
+        for node in lost:
+            cluster.kill(node)
+        survivor = cluster.running()[0]
+
+        def write_accepted() -> bool:
+            return http("PUT", f"{survivor.url}/v1/after", b"x", timeout=2)[0] == 201
+
+        wait_until("a write accepted by three of five", write_accepted, timeout=15)
+        for node in lost:
+            cluster.start(node)
+        cluster.wait_converged(timeout=60)
+        assert all(_stale_get(n, "after") == b"x" for n in cluster.running())
+    finally:
+        cluster.stop_all()
 
 
 def test_replicas_agree_on_contents_and_recency_after_a_workload_that_evicts_heavily(

@@ -154,6 +154,12 @@ class FaultyService:
     def cluster_status(self, *, digest: bool = False) -> ClusterStatus:
         return self._inner.cluster_status(digest=digest)
 
+    def add_member(self, raft_addr: str) -> None:
+        self._inner.add_member(raft_addr)
+
+    def remove_member(self, raft_addr: str) -> None:
+        self._inner.remove_member(raft_addr)
+
     def close(self) -> None:
         self._inner.close()
 
@@ -216,6 +222,12 @@ class FakeService:
         node = self.node
         me = MemberStatus(node.id, "", node.http_addr, node.rpc_addr, True)
         return ClusterStatus(node.id, "leader", 0, 0, 0, me, (me,), "0" * 64 if digest else None)
+
+    def add_member(self, raft_addr: str) -> None:
+        self._record("add_member", raft_addr)
+
+    def remove_member(self, raft_addr: str) -> None:
+        self._record("remove_member", raft_addr)
 
     def close(self) -> None:
         self.closed = True
