@@ -177,3 +177,14 @@ def test_the_document_says_an_empty_body_is_a_value(
     # client library does: that stores the empty value.
     assert _http(server, "PUT", "/v1/empty-body")[0] == 201
     assert _http(server, "GET", "/v1/empty-body")[::2] == (200, b"")
+
+
+@pytest.mark.parametrize("ttl", [0.5, 30, 1e-05, 1e20])
+def test_the_sdks_http_client_sends_ttls_the_server_accepts(
+    server: ServerProcess, ttl: float
+) -> None:
+    # repr() gives "1e-05" and "1e+20", which are not plain decimals.
+    from lrukv_client import HttpClient
+
+    with HttpClient(server.http_addr, timeout=TIMEOUT) as kv:
+        kv.put("sdk-ttl", b"v", ttl=ttl)
