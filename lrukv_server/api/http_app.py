@@ -424,7 +424,7 @@ def create_app(
             return utility()
         if method == "PUT":
             return put_value(key_from_target(target))
-        if method == "GET" or method == "HEAD":  # noqa: PLR1714 (cheaper than a set here)
+        if method in ("GET", "HEAD"):
             return get_value(key_from_target(target))
         if method == "DELETE":
             return delete_value(key_from_target(target))
