@@ -10,12 +10,14 @@ served from the local store, and the node reports itself as the leader.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
+from lrukv import ShardedMap
 from lrukv.errors import KeyNotFound
 from lrukv_server.errors import Unavailable
-from lrukv_server.service.base import Consistency, Health, ServerInfo
+from lrukv_server.service.base import Consistency, Health, ServerInfo, StoreStats
 
 __all__ = ["LocalService", "LoggedStoreLike", "Store"]
 
@@ -118,6 +120,37 @@ class LocalService:
     def servers(self) -> list[ServerInfo]:
         return [self._node]
 
+    def stats(self) -> StoreStats:
+        if self._closed:
+            raise Unavailable(_CLOSED_MESSAGE)
+        core = _core_map(self._store)
+        counters = core.stats()
+        return StoreStats(
+            size=counters.size,
+            capacity=core.capacity,
+            shards=core.shards,
+            items_per_shard=core.items_per_shard,
+            bytes=counters.bytes,
+            max_bytes=core.max_bytes,
+            max_key_bytes=core.max_key_bytes,
+            max_value_bytes=core.max_value_bytes,
+            hits=counters.hits,
+            misses=counters.misses,
+            evictions={cause.value: count for cause, count in counters.evictions.items()},
+        )
+
+    def ttl(self, key: str, *, consistency: Consistency = Consistency.DEFAULT) -> float | None:
+        if self._closed:
+            raise Unavailable(_CLOSED_MESSAGE)
+        # expires_at neither moves the key to the front nor counts a hit: asking
+        # whether a key exists must not keep it alive.
+        core = _core_map(self._store)
+        core.check_key(key)  # a bad key is a bad request, as for get
+        expires = core.expires_at(key)
+        if expires is None:
+            return None
+        return max(expires - time.time(), 0.0)
+
     def health(self) -> Health:
         if self._closed:
             return Health(live=False, ready=False, checks={"service": "closed"})
@@ -138,3 +171,14 @@ class LocalService:
         self._closed = True
         if isinstance(self._store, LoggedStoreLike):
             self._store.close()
+
+
+def _core_map(store: Store) -> ShardedMap:
+    """The ShardedMap behind *store* (a LoggedStore wraps one as ``.store``): it
+    has the sizes, limits and counters that ``stats`` and ``ttl`` read."""
+    if isinstance(store, ShardedMap):
+        return store
+    inner = getattr(store, "store", None)
+    if isinstance(inner, ShardedMap):
+        return inner
+    raise TypeError(f"cannot read the statistics of a {type(store).__name__}")
