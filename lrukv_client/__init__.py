@@ -23,8 +23,8 @@ from lrukv_client.backoff import (
     NoBackoff,
     default_backoff,
 )
-from lrukv_client.client import DEFAULT_GRPC_SERVER, Client
-from lrukv_client.connect import AnyClient, Transport, connect, infer_transport
+from lrukv_client.client import DEFAULT_GRPC_PORT, DEFAULT_GRPC_SERVER, Client
+from lrukv_client.connect import AnyClient, Transport, connect, infer_transport, resolve_servers
 from lrukv_client.errors import (
     DeadlineExceeded,
     InvalidArgument,
@@ -36,17 +36,20 @@ from lrukv_client.errors import (
     TooManyRedirects,
     Unauthenticated,
     Unavailable,
+    Unreachable,
     ValueTooLarge,
 )
-from lrukv_client.http_client import DEFAULT_HTTP_SERVER, HttpClient
-from lrukv_client.models import Consistency, ServerInfo, TLSConfig
+from lrukv_client.http_client import DEFAULT_HTTP_PORT, DEFAULT_HTTP_SERVER, HttpClient
+from lrukv_client.models import Consistency, ServerInfo, StoreStats, TLSConfig
 from lrukv_client.retry import Retry, RetryCall
 from lrukv_client.stream import ItemStream
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_GRPC_PORT",
     "DEFAULT_GRPC_SERVER",
+    "DEFAULT_HTTP_PORT",
     "DEFAULT_HTTP_SERVER",
     "AbstractBackoff",
     "AnyClient",
@@ -71,14 +74,17 @@ __all__ = [
     "RetryCall",
     "ServerError",
     "ServerInfo",
+    "StoreStats",
     "TLSConfig",
     "TooManyRedirects",
     "Transport",
     "Unauthenticated",
     "Unavailable",
+    "Unreachable",
     "ValueTooLarge",
     "__version__",
     "connect",
     "default_backoff",
     "infer_transport",
+    "resolve_servers",
 ]
