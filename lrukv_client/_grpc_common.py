@@ -173,10 +173,15 @@ def _error_from_status(
     return ServerError(f"{message} ({code.name})", code=code.name)
 
 
-# What gRPC core says when no connection could be made (refused, no route, TLS
-# handshake refused) or the name did not resolve, as opposed to a server that
-# answered UNAVAILABLE or a connection that broke.
-_NO_CONNECTION = ("failed to connect to all addresses", "errors resolving", "dns resolution failed")
+# What gRPC core says when the connection was refused or the name did not
+# resolve: nothing listens there. Not a connect timeout (a busy or distant
+# host), a server that answered UNAVAILABLE, or a connection that broke.
+_NO_CONNECTION = (
+    "connection refused",
+    "errors resolving",
+    "dns resolution failed",
+    "domain name not found",
+)
 
 
 def _no_connection(details: str | None) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import socket
 import ssl
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -487,12 +488,24 @@ def _transport_error(exc: httpx.HTTPError, target: str) -> LrukvClientError:
         exc, httpx.UnsupportedProtocol | httpx.ProxyError
     ):
         # Refused, reset, closed mid-answer: the node is down or going down.
-        if isinstance(exc, httpx.ConnectError):
-            return Unreachable(f"{target}: cannot connect: {exc or type(exc).__name__}")
+        if isinstance(exc, httpx.ConnectError) and _no_listener(exc):
+            return Unreachable(f"{target}: cannot connect: {exc}")
         return Unavailable(f"{target}: {exc or type(exc).__name__}")
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return InvalidArgument(f"{target}: {exc}")
     return ServerError(f"{target}: {exc or type(exc).__name__}")
+
+
+def _no_listener(exc: httpx.ConnectError) -> bool:
+    """Refused, or the name did not resolve: nothing listens there (not a
+    connect that timed out or a TLS handshake that failed)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError | socket.gaierror):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc).lower()
+    return "refused" in text or "name or service not known" in text
 
 
 def _error_body(response: httpx.Response) -> tuple[str | None, str]:
