@@ -339,7 +339,10 @@ def test_ttl_and_exists(kv: AnyClient, prefix: str) -> None:
 
 def test_ttl_and_exists_do_not_count_as_a_use(transport: str, tmp_path: Path) -> None:
     # One shard of two items: asking about "old" must not save it from eviction.
-    process = start_server(tmp_path, "--shards", "1", "--items-per-shard", "2")
+    # With a transaction log, so the service reads through the logged store too.
+    process = start_server(
+        tmp_path, "--shards", "1", "--items-per-shard", "2", "--db-logger", "file"
+    )
     try:
         with open_client(transport, process) as kv:
             kv.put("old", b"1")
