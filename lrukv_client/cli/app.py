@@ -16,14 +16,16 @@ Exit codes, for scripts:
 ====  ==========================================================================
 0     success
 1     the key was not found (``get``, ``ttl``, ``exists``; ``delete --must-exist``)
-2     usage: a bad option or argument, or the server refused the key, value or TTL
+2     usage: a bad option, argument or server address, or the server refused the
+      key, value or TTL; ``bench``: --output cannot be written, or the run would
+      evict the server's keys
 3     unavailable or denied: unreachable, no leader, deadline exceeded,
       permission denied, unauthenticated, too many redirects
 4     an unexpected answer from the server (an internal error, a garbled reply)
 5     ``bench`` only: the correctness check found wrong values
 6     ``bench`` only: operations failed (and ``--allow-errors`` was not given)
-130   interrupted (Ctrl-C)
 127   the CLI's dependencies are not installed (``pip install 'lrukv[cli]'``)
+130   interrupted (Ctrl-C)
 141   stdout was closed early (``lrukv keys | head``)
 ====  ==========================================================================
 
