@@ -68,11 +68,11 @@ def test_a_bad_address_is_refused_before_dialling(address: str, transport: str) 
 @pytest.mark.parametrize("address", BAD_ADDRESSES)
 def test_the_cli_refuses_a_bad_address_as_a_usage_error(address: str) -> None:
     started = time.monotonic()
-    result = runner.invoke(app, ["-s", address, "get", "k"], env=CLEAN_ENV)
+    result = runner.invoke(app, ["-s", address, "--timeout", "60", "get", "k"], env=CLEAN_ENV)
     assert result.exit_code == 2, result.output
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("lrukv: error: bad server address")
-    assert time.monotonic() - started < 5  # no retries
+    assert time.monotonic() - started < 30  # no retries until the 60 s deadline
 
 
 def test_a_server_that_is_not_running_fails_at_once(make_client: MakeClient) -> None:
@@ -82,8 +82,8 @@ def test_a_server_that_is_not_running_fails_at_once(make_client: MakeClient) -> 
     node.rpc_addr = node.http_addr = f"127.0.0.1:{closed_port()}"
     started = time.monotonic()
     with pytest.raises(Unreachable) as info:
-        make_client(node, retry=Retry(deadline=30.0)).get("k")
-    assert time.monotonic() - started < 10
+        make_client(node, retry=Retry(deadline=60.0)).get("k")
+    assert time.monotonic() - started < 30  # one attempt, not the 60 s deadline
     assert isinstance(info.value, Unavailable)
     assert info.value.attempts == 1
 
@@ -118,13 +118,13 @@ def test_the_asyncio_client_fails_at_once_too() -> None:
     import asyncio
 
     async def scenario() -> None:
-        async with AsyncClient(f"127.0.0.1:{closed_port()}", retry=Retry(deadline=30.0)) as kv:
+        async with AsyncClient(f"127.0.0.1:{closed_port()}", retry=Retry(deadline=60.0)) as kv:
             with pytest.raises(Unreachable):
                 await kv.get("k")
 
     started = time.monotonic()
     asyncio.run(scenario())
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
@@ -132,9 +132,9 @@ def test_the_cli_reports_a_server_that_is_not_running_at_once(transport: str) ->
     address = f"127.0.0.1:{closed_port()}"
     started = time.monotonic()
     result = runner.invoke(
-        app, ["-s", address, "-t", transport, "--timeout", "30", "get", "k"], env=CLEAN_ENV
+        app, ["-s", address, "-t", transport, "--timeout", "60", "get", "k"], env=CLEAN_ENV
     )
     assert result.exit_code == 3, result.output
-    assert time.monotonic() - started < 10  # it used to take the whole --timeout
+    assert time.monotonic() - started < 30  # it used to take the whole --timeout
     (line,) = result.stderr.splitlines()
     assert line.startswith("lrukv: error: unavailable:") and "refused" in line.lower()
