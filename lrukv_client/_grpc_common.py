@@ -18,9 +18,10 @@ from lrukv_client.errors import (
     ServerError,
     Unauthenticated,
     Unavailable,
+    Unreachable,
     ValueTooLarge,
 )
-from lrukv_client.models import Consistency, ServerInfo, TLSConfig
+from lrukv_client.models import Consistency, ServerInfo, StoreStats, TLSConfig
 from lrukv_proto import ERROR_CODE_METADATA, LEADER_HTTP_METADATA, LEADER_RPC_METADATA
 from lrukv_proto.v1 import kv_pb2
 
@@ -32,6 +33,8 @@ __all__ = [
     "error_from_rpc",
     "error_from_status",
     "server_info",
+    "store_stats",
+    "ttl_of",
 ]
 
 ChannelOptions = Sequence[tuple[str, Any]]
@@ -82,6 +85,28 @@ def server_info(server: kv_pb2.Server) -> ServerInfo:
         http_addr=server.http_addr,
         is_leader=server.is_leader,
     )
+
+
+def store_stats(response: kv_pb2.StatsResponse) -> StoreStats:
+    return StoreStats(
+        size=response.size,
+        capacity=response.capacity,
+        shards=response.shards,
+        items_per_shard=response.items_per_shard,
+        bytes=response.bytes,
+        max_bytes=response.max_bytes if response.HasField("max_bytes") else None,
+        max_key_bytes=response.max_key_bytes,
+        max_value_bytes=(
+            response.max_value_bytes if response.HasField("max_value_bytes") else None
+        ),
+        hits=response.hits,
+        misses=response.misses,
+        evictions=dict(response.evictions),
+    )
+
+
+def ttl_of(response: kv_pb2.TtlResponse) -> float | None:
+    return response.ttl_seconds if response.HasField("ttl_seconds") else None
 
 
 def error_from_status(
@@ -135,6 +160,8 @@ def _error_from_status(
         )
     # CANCELLED here was not our doing (we never surface our own cancels): the
     # server cancels calls when it shuts down, which is the same as unavailable.
+    if code == grpc.StatusCode.UNAVAILABLE and _no_connection(details):
+        return Unreachable(message)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
         return Unavailable(message)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -144,6 +171,22 @@ def _error_from_status(
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return Unauthenticated(message)
     return ServerError(f"{message} ({code.name})", code=code.name)
+
+
+# What gRPC core says when the connection was refused or the name did not
+# resolve: nothing listens there. Not a connect timeout (a busy or distant
+# host), a server that answered UNAVAILABLE, or a connection that broke.
+_NO_CONNECTION = (
+    "connection refused",
+    "errors resolving",
+    "dns resolution failed",
+    "domain name not found",
+)
+
+
+def _no_connection(details: str | None) -> bool:
+    text = (details or "").lower()
+    return any(marker in text for marker in _NO_CONNECTION)
 
 
 def _text_metadata(metadata: Iterable[Any] | None) -> dict[str, str]:

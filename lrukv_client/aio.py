@@ -30,11 +30,27 @@ from lrukv_client._grpc_common import (
     consistency_pb,
     error_from_rpc,
     server_info,
+    store_stats,
+    ttl_of,
 )
 from lrukv_client._targets import Targets, parse_servers
-from lrukv_client.client import DEFAULT_GRPC_SERVER
-from lrukv_client.errors import DeadlineExceeded, LrukvClientError, NotLeader
-from lrukv_client.models import Consistency, ServerInfo, TLSConfig, check_key, check_ttl, to_bytes
+from lrukv_client.client import DEFAULT_GRPC_PORT, DEFAULT_GRPC_SERVER
+from lrukv_client.errors import (
+    DeadlineExceeded,
+    KeyNotFound,
+    LrukvClientError,
+    NotLeader,
+    Unreachable,
+)
+from lrukv_client.models import (
+    Consistency,
+    ServerInfo,
+    StoreStats,
+    TLSConfig,
+    check_key,
+    check_ttl,
+    to_bytes,
+)
 from lrukv_client.retry import Retry
 from lrukv_proto.v1 import kv_pb2, kv_pb2_grpc
 
@@ -51,6 +67,8 @@ async def call_with_retry_async(
     timeout: float | None = None,
     redirect: Callable[[NotLeader], bool] | None = None,
     failover: Callable[[LrukvClientError], None] | None = None,
+    reached: Callable[[], bool] | None = None,
+    seeds: int = 1,
 ) -> R:
     """:meth:`Retry.call_with_retry` for coroutines: the same decisions
     (``RetryCall.on_failure``), with ``asyncio.sleep`` between attempts."""
@@ -59,7 +77,14 @@ async def call_with_retry_async(
         try:
             return await do(call.attempt_timeout())
         except LrukvClientError as err:
-            delay = call.on_failure(err, write=write, redirect=redirect, failover=failover)
+            delay = call.on_failure(
+                err,
+                write=write,
+                redirect=redirect,
+                failover=failover,
+                reached=reached,
+                seeds=seeds,
+            )
         if delay > 0:
             await asyncio.sleep(delay)
 
@@ -81,7 +106,7 @@ class AsyncClient:
         consistency: Consistency | str = Consistency.DEFAULT,
         extra_options: ChannelOptions = (),
     ) -> None:
-        self._targets = Targets(parse_servers(servers))
+        self._targets = Targets(parse_servers(servers, default_port=DEFAULT_GRPC_PORT))
         self._timeout = timeout
         self._retry = retry if retry is not None else Retry()
         self._consistency = Consistency.parse(consistency)
@@ -171,6 +196,42 @@ class AsyncClient:
         )
         return [server_info(server) for server in response.servers]
 
+    async def stats(self, *, timeout: float | None = None) -> StoreStats:
+        """The node's size, capacity, limits and counters."""
+        request = kv_pb2.StatsRequest()
+        response: kv_pb2.StatsResponse = await self._unary(
+            lambda stub, t: stub.Stats(request, timeout=t), timeout=timeout
+        )
+        return store_stats(response)
+
+    async def ttl(
+        self,
+        key: str,
+        *,
+        consistency: Consistency | str | None = None,
+        timeout: float | None = None,
+    ) -> float | None:
+        """Seconds until ``key`` expires, or None; see :meth:`lrukv_client.Client.ttl`."""
+        request = kv_pb2.TtlRequest(key=check_key(key), consistency=self._level(consistency))
+        response: kv_pb2.TtlResponse = await self._unary(
+            lambda stub, t: stub.Ttl(request, timeout=t), key=key, timeout=timeout
+        )
+        return ttl_of(response)
+
+    async def exists(
+        self,
+        key: str,
+        *,
+        consistency: Consistency | str | None = None,
+        timeout: float | None = None,
+    ) -> bool:
+        """Whether ``key`` is present (not a use)."""
+        try:
+            await self.ttl(key, consistency=consistency, timeout=timeout)
+        except KeyNotFound:
+            return False
+        return True
+
     def items(
         self,
         *,
@@ -216,9 +277,13 @@ class AsyncClient:
             target = self._targets.current
             stub = self._stub(target)
             try:
-                return await invoke(stub, attempt_timeout)
+                result = await invoke(stub, attempt_timeout)
             except grpc.RpcError as exc:
-                raise error_from_rpc(exc, target=target, key=key) from exc
+                error = error_from_rpc(exc, target=target, key=key)
+                self._targets.reached |= not isinstance(error, Unreachable)
+                raise error from exc
+            self._targets.reached = True
+            return result
 
         return await call_with_retry_async(
             self._retry,
@@ -227,6 +292,8 @@ class AsyncClient:
             timeout=timeout if timeout is not None else self._timeout,
             redirect=self._redirect,
             failover=self._failover,
+            reached=self._targets.has_reached,
+            seeds=len(self._targets.seeds),
         )
 
     def _redirect(self, err: NotLeader) -> bool:
@@ -293,7 +360,10 @@ class AsyncItemStream(AsyncIterator[tuple[str, bytes]]):
                 call.cancel()
                 raise DeadlineExceeded(f"{target}: no item within {attempt_timeout:.3g} s") from exc
             except grpc.RpcError as exc:
-                raise error_from_rpc(exc, target=target) from exc
+                error = error_from_rpc(exc, target=target)
+                client._targets.reached |= not isinstance(error, Unreachable)
+                raise error from exc
+            client._targets.reached = True
             return call, target, first
 
         call, self._target, first = await call_with_retry_async(
@@ -302,6 +372,8 @@ class AsyncItemStream(AsyncIterator[tuple[str, bytes]]):
             timeout=self._timeout if self._timeout is not None else client._timeout,
             redirect=client._redirect,
             failover=client._failover,
+            reached=client._targets.has_reached,
+            seeds=len(client._targets.seeds),
         )
         self._call = call
         self._first = None if first is EOF else first

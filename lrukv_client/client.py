@@ -26,17 +26,34 @@ from lrukv_client._grpc_common import (
     consistency_pb,
     error_from_rpc,
     server_info,
+    store_stats,
+    ttl_of,
 )
 from lrukv_client._targets import Targets, parse_servers
-from lrukv_client.errors import DeadlineExceeded, LrukvClientError, NotLeader
-from lrukv_client.models import Consistency, ServerInfo, TLSConfig, check_key, check_ttl, to_bytes
+from lrukv_client.errors import (
+    DeadlineExceeded,
+    KeyNotFound,
+    LrukvClientError,
+    NotLeader,
+    Unreachable,
+)
+from lrukv_client.models import (
+    Consistency,
+    ServerInfo,
+    StoreStats,
+    TLSConfig,
+    check_key,
+    check_ttl,
+    to_bytes,
+)
 from lrukv_client.retry import Retry
 from lrukv_client.stream import ItemStream
 from lrukv_proto.v1 import kv_pb2, kv_pb2_grpc
 
-__all__ = ["DEFAULT_GRPC_SERVER", "Client"]
+__all__ = ["DEFAULT_GRPC_PORT", "DEFAULT_GRPC_SERVER", "Client"]
 
-DEFAULT_GRPC_SERVER = "127.0.0.1:50051"
+DEFAULT_GRPC_PORT = 50051
+DEFAULT_GRPC_SERVER = f"127.0.0.1:{DEFAULT_GRPC_PORT}"
 
 R = TypeVar("R")
 # An opened item stream: the call (to cancel it), its iterator, the first item, the node.
@@ -67,7 +84,7 @@ class Client:
         consistency: Consistency | str = Consistency.DEFAULT,
         extra_options: ChannelOptions = (),
     ) -> None:
-        self._targets = Targets(parse_servers(servers))
+        self._targets = Targets(parse_servers(servers, default_port=DEFAULT_GRPC_PORT))
         self._timeout = timeout
         self._retry = retry if retry is not None else Retry()
         self._consistency = Consistency.parse(consistency)
@@ -163,6 +180,42 @@ class Client:
         response = self._unary(lambda stub, t: stub.GetServers(request, timeout=t), timeout=timeout)
         return [server_info(server) for server in response.servers]
 
+    def stats(self, *, timeout: float | None = None) -> StoreStats:
+        """The node's size, capacity, limits and counters."""
+        request = kv_pb2.StatsRequest()
+        response = self._unary(lambda stub, t: stub.Stats(request, timeout=t), timeout=timeout)
+        return store_stats(response)
+
+    def ttl(
+        self,
+        key: str,
+        *,
+        consistency: Consistency | str | None = None,
+        timeout: float | None = None,
+    ) -> float | None:
+        """Seconds until ``key`` expires, or None if it never does; raise
+        ``KeyNotFound`` if it is absent. Not a use: the key's recency and the
+        hit/miss counters stay as they were."""
+        request = kv_pb2.TtlRequest(key=check_key(key), consistency=self._level(consistency))
+        response = self._unary(
+            lambda stub, t: stub.Ttl(request, timeout=t), key=key, timeout=timeout
+        )
+        return ttl_of(response)
+
+    def exists(
+        self,
+        key: str,
+        *,
+        consistency: Consistency | str | None = None,
+        timeout: float | None = None,
+    ) -> bool:
+        """Whether ``key`` is present (not a use, like :meth:`ttl`)."""
+        try:
+            self.ttl(key, consistency=consistency, timeout=timeout)
+        except KeyNotFound:
+            return False
+        return True
+
     def items(
         self,
         *,
@@ -184,7 +237,12 @@ class Client:
             target = self._targets.current
             call = self._stub(target).GetKeysValues(request, timeout=stream_timeout)
             pending = iter(call)
-            first = _first_item(call.cancel, pending, attempt_timeout, target)
+            try:
+                first = _first_item(call.cancel, pending, attempt_timeout, target)
+            except LrukvClientError as err:
+                self._targets.reached |= not isinstance(err, Unreachable)
+                raise
+            self._targets.reached = True
             return call, pending, first, target
 
         call, pending, first, target = self._retry.call_with_retry(
@@ -192,6 +250,8 @@ class Client:
             timeout=timeout if timeout is not None else self._timeout,
             redirect=self._redirect,
             failover=self._failover,
+            reached=self._targets.has_reached,
+            seeds=len(self._targets.seeds),
         )
         return ItemStream(_pairs(pending, first, target), call.cancel)
 
@@ -226,9 +286,13 @@ class Client:
             target = self._targets.current
             stub = self._stub(target)
             try:
-                return invoke(stub, attempt_timeout)
+                result = invoke(stub, attempt_timeout)
             except grpc.RpcError as exc:
-                raise error_from_rpc(exc, target=target, key=key) from exc
+                error = error_from_rpc(exc, target=target, key=key)
+                self._targets.reached |= not isinstance(error, Unreachable)
+                raise error from exc
+            self._targets.reached = True
+            return result
 
         return self._retry.call_with_retry(
             attempt,
@@ -236,6 +300,8 @@ class Client:
             timeout=timeout if timeout is not None else self._timeout,
             redirect=self._redirect,
             failover=self._failover,
+            reached=self._targets.has_reached,
+            seeds=len(self._targets.seeds),
         )
 
     def _redirect(self, err: NotLeader) -> bool:

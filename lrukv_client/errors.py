@@ -9,7 +9,8 @@ against :class:`~lrukv_client.HttpClient`::
     ├── InvalidArgument    (also ValueError)    INVALID_ARGUMENT / 400: bad key, TTL, consistency
     │   └── ValueTooLarge                       RESOURCE_EXHAUSTED / 413: value above the limit
     ├── NotLeader                               FAILED_PRECONDITION / 307: carries the leader
-    ├── Unavailable                             UNAVAILABLE / 503, refused or reset connections
+    ├── Unavailable                             UNAVAILABLE / 503, reset connections
+    │   ├── Unreachable                         no connection: refused, name not resolved
     │   └── TooManyRedirects                    leader redirects went round in circles
     ├── DeadlineExceeded   (also TimeoutError)  the call's deadline passed before an answer
     ├── PermissionDenied                        PERMISSION_DENIED / 403
@@ -18,7 +19,9 @@ against :class:`~lrukv_client.HttpClient`::
 
 Retries: :class:`Unavailable`, :class:`NotLeader` and an attempt's own
 :class:`DeadlineExceeded` are *retryable*; the client retries them by itself (see
-``lrukv_client.retry``) and raises them only once its budget is spent. Then
+``lrukv_client.retry``) and raises them only once its budget is spent.
+:class:`Unreachable` before any node of the client ever answered is not
+retried (a wrong address or a server that is not running fails at once). Then
 ``attempts`` says how many attempts were made.
 """
 
@@ -35,6 +38,7 @@ __all__ = [
     "TooManyRedirects",
     "Unauthenticated",
     "Unavailable",
+    "Unreachable",
     "ValueTooLarge",
 ]
 
@@ -104,6 +108,12 @@ class NotLeader(LrukvClientError):
 class Unavailable(LrukvClientError):
     """The server cannot be reached or cannot serve now (no leader, shutting down,
     transaction log down). Retrying later, or against another node, may work."""
+
+
+class Unreachable(Unavailable):
+    """No connection could be made to the node: refused, name not resolved, no
+    route. Retried only once the client has reached a node before (a restart,
+    a leader change); a client that never reached any fails at once."""
 
 
 class TooManyRedirects(Unavailable):

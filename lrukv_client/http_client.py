@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import socket
 import ssl
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,7 +32,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from lrukv_client._targets import Targets, parse_servers
+from lrukv_client._targets import Targets, normalize_address, parse_servers
 from lrukv_client.errors import (
     DeadlineExceeded,
     InvalidArgument,
@@ -42,16 +43,26 @@ from lrukv_client.errors import (
     ServerError,
     Unauthenticated,
     Unavailable,
+    Unreachable,
     ValueTooLarge,
 )
-from lrukv_client.models import Consistency, ServerInfo, TLSConfig, check_key, check_ttl, to_bytes
+from lrukv_client.models import (
+    Consistency,
+    ServerInfo,
+    StoreStats,
+    TLSConfig,
+    check_key,
+    check_ttl,
+    to_bytes,
+)
 from lrukv_client.retry import Retry
 from lrukv_client.stream import ItemStream
 from lrukv_proto import LEADER_HTTP_HEADER, LEADER_RPC_HEADER
 
-__all__ = ["DEFAULT_HTTP_SERVER", "HttpClient"]
+__all__ = ["DEFAULT_HTTP_PORT", "DEFAULT_HTTP_SERVER", "HttpClient", "http_seeds"]
 
-DEFAULT_HTTP_SERVER = "127.0.0.1:8080"
+DEFAULT_HTTP_PORT = 8080
+DEFAULT_HTTP_SERVER = f"127.0.0.1:{DEFAULT_HTTP_PORT}"
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 _EXISTED_HEADER = "X-Lrukv-Existed"
@@ -77,14 +88,8 @@ class HttpClient:
         max_connections: int = 16,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        seeds = parse_servers(servers)
-        self._scheme = "https" if tls is not None else "http"
-        hosts = []
-        for seed in seeds:
-            scheme, host = _split_address(seed)
-            if scheme == "https":
-                self._scheme = "https"
-            hosts.append(host)
+        schemes, hosts = http_seeds(servers)
+        self._scheme = "https" if tls is not None or "https" in schemes else "http"
         self._targets = Targets(hosts)
         self._timeout = timeout
         self._retry = retry if retry is not None else Retry()
@@ -213,6 +218,61 @@ class HttpClient:
         except (KeyError, TypeError) as exc:
             raise ServerError(f"{self.server}: malformed server list: {exc!r}") from exc
 
+    def stats(self, *, timeout: float | None = None) -> StoreStats:
+        """The node's size, capacity, limits and counters (``GET /v1/util/stats``)."""
+        response = self._call("GET", "/v1/util/stats", timeout=timeout)
+        body = _json(response)
+        try:
+            evictions = {str(k): int(v) for k, v in body["evictions"].items()}
+            return StoreStats(
+                size=int(body["size"]),
+                capacity=int(body["capacity"]),
+                shards=int(body["shards"]),
+                items_per_shard=int(body["items_per_shard"]),
+                bytes=int(body["bytes"]),
+                max_bytes=_optional_int(body["max_bytes"]),
+                max_key_bytes=int(body["max_key_bytes"]),
+                max_value_bytes=_optional_int(body["max_value_bytes"]),
+                hits=int(body["hits"]),
+                misses=int(body["misses"]),
+                evictions=evictions,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ServerError(f"{self.server}: malformed stats: {exc!r}") from exc
+
+    def ttl(
+        self,
+        key: str,
+        *,
+        consistency: Consistency | str | None = None,
+        timeout: float | None = None,
+    ) -> float | None:
+        """Seconds until ``key`` expires, or None (``GET /v1/util/ttl/<key>``); see
+        :meth:`lrukv_client.Client.ttl`."""
+        path = "/v1/util/ttl/" + _key_path(key)[len("/v1/") :]
+        response = self._call(
+            "GET", path, key=key, params=self._level(consistency), timeout=timeout
+        )
+        body = _json(response)
+        ttl = body.get("ttl") if isinstance(body, dict) else None
+        if isinstance(ttl, bool) or not (ttl is None or isinstance(ttl, int | float)):
+            raise ServerError(f"{self.server}: malformed ttl answer")
+        return None if ttl is None else float(ttl)
+
+    def exists(
+        self,
+        key: str,
+        *,
+        consistency: Consistency | str | None = None,
+        timeout: float | None = None,
+    ) -> bool:
+        """Whether ``key`` is present (not a use)."""
+        try:
+            self.ttl(key, consistency=consistency, timeout=timeout)
+        except KeyNotFound:
+            return False
+        return True
+
     def items(
         self,
         *,
@@ -250,6 +310,8 @@ class HttpClient:
             timeout=timeout if timeout is not None else self._timeout,
             redirect=self._redirect,
             failover=self._failover,
+            reached=self._targets.has_reached,
+            seeds=len(self._targets.seeds),
         )
         ends_at = None if stream_timeout is None else time.monotonic() + stream_timeout
         return ItemStream(_ndjson_pairs(lines, self.server, ends_at), response.close)
@@ -289,6 +351,8 @@ class HttpClient:
             timeout=timeout if timeout is not None else self._timeout,
             redirect=self._redirect,
             failover=self._failover,
+            reached=self._targets.has_reached,
+            seeds=len(self._targets.seeds),
         )
 
     def _send(
@@ -317,9 +381,12 @@ class HttpClient:
         try:
             response = self._http.send(request, stream=stream)
         except httpx.HTTPError as exc:
-            raise _transport_error(exc, target) from exc
+            error = _transport_error(exc, target)
+            self._targets.reached |= not isinstance(error, Unreachable)
+            raise error from exc
         except RuntimeError as exc:  # httpx: "Cannot send a request, as the client has been closed"
             raise LrukvClientError(f"the client is closed ({exc})") from exc
+        self._targets.reached = True  # a node answered (whatever it said)
         if response.is_success:
             return response
         try:
@@ -340,6 +407,26 @@ class HttpClient:
 
     def _failover(self, err: LrukvClientError) -> None:
         self._targets.fail_over()
+
+
+def http_seeds(servers: str | Sequence[str]) -> tuple[set[str], list[str]]:
+    """The schemes named and the checked ``host:port`` of each seed (port 8080
+    when none is given, also after ``http://``: lrukv's port, not the web's).
+
+    >>> http_seeds("http://localhost, 10.0.0.2:9000")
+    ({'http'}, ['localhost:8080', '10.0.0.2:9000'])
+    """
+    schemes: set[str] = set()
+    hosts: list[str] = []
+    for seed in parse_servers(servers):
+        scheme, host = _split_address(seed)
+        if scheme is not None:
+            schemes.add(scheme)
+        try:
+            hosts.append(normalize_address(host, DEFAULT_HTTP_PORT))
+        except InvalidArgument as exc:
+            raise InvalidArgument(exc.message.replace(repr(host), repr(seed), 1)) from None
+    return schemes, hosts
 
 
 def _split_address(address: str) -> tuple[str | None, str]:
@@ -382,6 +469,10 @@ def _key_path(key: str) -> str:
     return "/v1/" + encoded
 
 
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 def _json(response: httpx.Response) -> Any:
     try:
         return response.json()
@@ -399,10 +490,24 @@ def _transport_error(exc: httpx.HTTPError, target: str) -> LrukvClientError:
         exc, httpx.UnsupportedProtocol | httpx.ProxyError
     ):
         # Refused, reset, closed mid-answer: the node is down or going down.
+        if isinstance(exc, httpx.ConnectError) and _no_listener(exc):
+            return Unreachable(f"{target}: cannot connect: {exc}")
         return Unavailable(f"{target}: {exc or type(exc).__name__}")
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return InvalidArgument(f"{target}: {exc}")
     return ServerError(f"{target}: {exc or type(exc).__name__}")
+
+
+def _no_listener(exc: httpx.ConnectError) -> bool:
+    """Refused, or the name did not resolve: nothing listens there (not a
+    connect that timed out or a TLS handshake that failed)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError | socket.gaierror):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc).lower()
+    return "refused" in text or "name or service not known" in text
 
 
 def _error_body(response: httpx.Response) -> tuple[str | None, str]:

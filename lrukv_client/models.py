@@ -9,7 +9,15 @@ from pathlib import Path
 
 from lrukv_client.errors import InvalidArgument
 
-__all__ = ["Consistency", "ServerInfo", "TLSConfig", "check_key", "check_ttl", "to_bytes"]
+__all__ = [
+    "Consistency",
+    "ServerInfo",
+    "StoreStats",
+    "TLSConfig",
+    "check_key",
+    "check_ttl",
+    "to_bytes",
+]
 
 
 class Consistency(enum.Enum):
@@ -49,6 +57,41 @@ class ServerInfo:
     rpc_addr: str
     http_addr: str
     is_leader: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """One node's store: how full it is, its limits, and its counters.
+
+    ``size`` live items out of ``capacity`` (``shards * items_per_shard``; a
+    full shard evicts its least recently used item). ``bytes``: UTF-8 key bytes
+    plus value bytes held. ``max_bytes`` / ``max_value_bytes``: None when
+    unlimited. ``hits`` / ``misses``: reads since the node started.
+    ``evictions``: items that left without a delete, by cause (``capacity``,
+    ``bytes``, ``expired``).
+    """
+
+    size: int
+    capacity: int
+    shards: int
+    items_per_shard: int
+    bytes: int
+    max_bytes: int | None
+    max_key_bytes: int
+    max_value_bytes: int | None
+    hits: int
+    misses: int
+    evictions: dict[str, int]
+
+    @property
+    def hit_ratio(self) -> float:
+        """hits / (hits + misses), or 0.0 before any read.
+
+        >>> StoreStats(0, 10, 1, 10, 0, None, 1024, None, 3, 1, {}).hit_ratio
+        0.75
+        """
+        reads = self.hits + self.misses
+        return self.hits / reads if reads else 0.0
 
 
 @dataclass(frozen=True, slots=True)

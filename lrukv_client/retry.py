@@ -16,6 +16,13 @@ What is retried, and why
 * ``NotLeader`` without a leader (an election is running) and ``Unavailable``
   (refused or reset connections, a node shutting down, a transaction log down):
   retried after a backoff while the deadline allows.
+* ``Unreachable`` (no connection could be made) while the client has never
+  reached any node: tried once on each seed, without sleeping, then raised.
+  Like redis-cli and etcdctl, a wrong address or a server that is not running
+  is reported at once instead of after the whole deadline. Once a node has
+  answered, a refused connection is a restart or a leader change and is
+  retried like ``Unavailable``. ``Retry(wait_for_server=True)`` retries it
+  from the start (a client started together with its server).
 * ``DeadlineExceeded`` of one attempt, when ``attempt_timeout`` is shorter than
   the call's deadline: retried like ``Unavailable``.
 * Nothing else: a missing key, a bad argument or a refused credential will not
@@ -47,6 +54,7 @@ from lrukv_client.errors import (
     NotLeader,
     TooManyRedirects,
     Unavailable,
+    Unreachable,
 )
 
 __all__ = ["Retry", "RetryCall"]
@@ -69,6 +77,8 @@ class Retry:
     deadline.
     ``max_redirects``: leader redirects in a row; 0 raises ``NotLeader`` to the caller.
     ``retry_writes``: also retry ``put``/``delete`` after ambiguous failures.
+    ``wait_for_server``: retry a refused connection even before any node of the
+    client answered (default: fail at once then, see the module doc).
 
     >>> Retry.disabled().retries
     0
@@ -83,6 +93,7 @@ class Retry:
         attempt_timeout: float | None = None,
         max_redirects: int = 5,
         retry_writes: bool = True,
+        wait_for_server: bool = False,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -100,6 +111,7 @@ class Retry:
         self.attempt_timeout = attempt_timeout
         self.max_redirects = max_redirects
         self.retry_writes = retry_writes
+        self.wait_for_server = wait_for_server
         self.sleep = sleep
         self.clock = clock
 
@@ -112,7 +124,8 @@ class Retry:
         return (
             f"Retry(backoff={type(self.backoff).__name__}, retries={self.retries}, "
             f"deadline={self.deadline}, attempt_timeout={self.attempt_timeout}, "
-            f"max_redirects={self.max_redirects}, retry_writes={self.retry_writes})"
+            f"max_redirects={self.max_redirects}, retry_writes={self.retry_writes}, "
+            f"wait_for_server={self.wait_for_server})"
         )
 
     def begin(self, timeout: float | None = None) -> RetryCall:
@@ -127,20 +140,30 @@ class Retry:
         timeout: float | None = None,
         redirect: Callable[[NotLeader], bool] | None = None,
         failover: Callable[[LrukvClientError], None] | None = None,
+        reached: Callable[[], bool] | None = None,
+        seeds: int = 1,
     ) -> T:
         """Run ``do(attempt_timeout)`` until it returns, retrying as the policy says.
 
         ``redirect(err)`` points the client at ``err``'s leader and says whether it
         could; ``failover(err)`` lets the client move to another node before a
-        retry. The last error is raised, with ``attempts`` set, when the policy
-        gives up.
+        retry; ``reached()`` says whether the client ever reached a node, and
+        ``seeds`` how many it may try (both for ``Unreachable``). The last error
+        is raised, with ``attempts`` set, when the policy gives up.
         """
         call = self.begin(timeout)
         while True:
             try:
                 return do(call.attempt_timeout())
             except LrukvClientError as err:
-                delay = call.on_failure(err, write=write, redirect=redirect, failover=failover)
+                delay = call.on_failure(
+                    err,
+                    write=write,
+                    redirect=redirect,
+                    failover=failover,
+                    reached=reached,
+                    seeds=seeds,
+                )
             if delay > 0:
                 self.sleep(delay)
 
@@ -159,6 +182,8 @@ class RetryCall:
         self.attempts = 0
         self.failures = 0
         self.redirects = 0
+        self.unreachable = 0
+        self.last_error: LrukvClientError | None = None
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline (may be negative), or None."""
@@ -177,6 +202,11 @@ class RetryCall:
         if remaining is None:
             return limit
         if remaining < _MIN_ATTEMPT_SECONDS:
+            if self.last_error is not None:
+                # A backoff sleep overran the deadline by a hair: report why the
+                # call was retrying (e.g. Unavailable), not the clock.
+                self.attempts -= 1
+                raise self._give_up(self.last_error)
             err = DeadlineExceeded("deadline exceeded before the call could be sent")
             err.attempts = self.attempts
             raise err
@@ -202,10 +232,26 @@ class RetryCall:
         write: bool = False,
         redirect: Callable[[NotLeader], bool] | None = None,
         failover: Callable[[LrukvClientError], None] | None = None,
+        reached: Callable[[], bool] | None = None,
+        seeds: int = 1,
     ) -> float:
         """Decide what follows the failed attempt ``err``: a delay, or ``raise``."""
+        self.last_error = err
         remaining = self.remaining()
         out_of_time = remaining is not None and remaining < _MIN_ATTEMPT_SECONDS
+        if (
+            isinstance(err, Unreachable)
+            and not self.retry.wait_for_server
+            and reached is not None
+            and not reached()
+        ):
+            # Never reached any node: try each seed once, then report it at once.
+            self.unreachable += 1
+            if out_of_time or self.unreachable >= seeds:
+                raise self._give_up(err)
+            if failover is not None:
+                failover(err)
+            return 0.0
         if (
             isinstance(err, NotLeader)
             and (err.leader_rpc or err.leader_http)

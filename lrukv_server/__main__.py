@@ -1,5 +1,5 @@
 """``python -m lrukv_server``: the same as the ``lrukv-server`` command."""
 
-from lrukv_server.cli import main
+from lrukv_server._entry import main
 
 raise SystemExit(main())

@@ -56,6 +56,16 @@ class DictKV(kv_pb2_grpc.KVServicer):
     ) -> kv_pb2.GetServersResponse:
         return kv_pb2.GetServersResponse()
 
+    def Stats(
+        self, request: kv_pb2.StatsRequest, context: grpc.ServicerContext
+    ) -> kv_pb2.StatsResponse:
+        return kv_pb2.StatsResponse(size=len(self.store))
+
+    def Ttl(self, request: kv_pb2.TtlRequest, context: grpc.ServicerContext) -> kv_pb2.TtlResponse:
+        if request.key not in self.store:
+            context.abort(grpc.StatusCode.NOT_FOUND, "not found")
+        return kv_pb2.TtlResponse()
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -9,7 +9,7 @@ from lrukv_client.bench.checker import ERROR_KINDS, PrivateKeys
 from lrukv_client.bench.config import OPERATIONS, BenchConfig, parse_mix
 from lrukv_client.bench.keys import KeyChooser
 from lrukv_client.bench.report import RESULT_FORMAT, merged_latencies, render_text, summarize
-from lrukv_client.bench.runner import RunOutput, run_load
+from lrukv_client.bench.runner import RunOutput, WouldEvict, run_load
 from lrukv_client.bench.worker import WorkerStats
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "PrivateKeys",
     "RunOutput",
     "WorkerStats",
+    "WouldEvict",
     "merged_latencies",
     "parse_mix",
     "render_text",

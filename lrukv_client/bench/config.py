@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from lrukv_client.connect import resolve_servers
 from lrukv_client.models import TLSConfig
 
 __all__ = ["OPERATIONS", "BenchConfig", "parse_mix"]
@@ -53,6 +54,10 @@ class BenchConfig:
     Keys: shared keys ``{prefix}{i}`` for i < ``keyspace``, picked ``uniform`` or
     ``zipf`` (exponent ``zipf_s``); with probability ``private_ratio`` an operation
     instead targets one of the client's own ``private_keys``, whose reads are checked.
+    The server's own keys: the run refuses to start when the keys it may write
+    would not fit beside the ones already there (the LRU would evict them),
+    unless ``allow_evictions``; it deletes the shared keys it used at the end
+    unless ``keep``.
     """
 
     server: str | None = None
@@ -73,6 +78,8 @@ class BenchConfig:
     private_ratio: float = 0.1
     preload: bool = True
     key_prefix: str = "bench:"
+    keep: bool = False
+    allow_evictions: bool = False
     seed: int = 1
     interval: float = 0.1  # seconds per point of the throughput timeline
 
@@ -104,7 +111,22 @@ class BenchConfig:
             raise ValueError("consistency must be stale, default or linearizable")
         if self.interval <= 0:
             raise ValueError("interval must be > 0")
+        if not self.key_prefix:
+            raise ValueError("the key prefix must not be empty: the run would touch any key")
         return self
+
+    def resolved(self) -> BenchConfig:
+        """A copy naming the transport and the addresses the run dials (so the
+        result says where it ran); raises ``InvalidArgument`` for a bad address."""
+        transport, seeds = resolve_servers(self.server, self.transport)
+        return replace(self, server=",".join(seeds), transport=transport.value)
+
+    @property
+    def new_keys(self) -> int:
+        """At most how many keys the run creates: the shared keys and every
+        client's private keys."""
+        private = self.clients * self.private_keys if self.private_ratio > 0 else 0
+        return self.keyspace + private
 
     @property
     def clients(self) -> int:

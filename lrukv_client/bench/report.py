@@ -143,6 +143,8 @@ def summarize(run: RunOutput) -> dict[str, Any]:
             "samples": check_samples,
         },
         "preload": run.preload,
+        "store": run.store,
+        "cleanup": run.cleanup,
         "crashes": crashes,
         "timeline": {
             "interval_s": config.interval,
@@ -193,6 +195,16 @@ def render_text(result: dict[str, Any]) -> str:
         + (f", {check['stale_read']} stale reads allowed" if check["stale_read"] else "")
     )
     lines.extend(f"  {sample}" for sample in check["samples"][:5])
+    cleanup = result.get("cleanup") or {}
+    prefix = config.get("key_prefix", "")
+    if cleanup.get("kept"):
+        lines.append(f"kept the run's keys ({prefix}*) on the server (--keep)")
+    elif cleanup:
+        lines.append(
+            f"cleaned up: deleted {cleanup['deleted']:,} shared keys ({prefix}*)"
+            + (f", {cleanup['errors']:,} deletes failed" if cleanup.get("errors") else "")
+            + (" [interrupted]" if cleanup.get("interrupted") else "")
+        )
     for crash in result["crashes"]:
         lines.append(f"worker crashed: {crash.strip().splitlines()[-1]}")
     return "\n".join(lines)

@@ -19,9 +19,9 @@ from typing import Any
 from lrukv_client.bench.config import BenchConfig
 from lrukv_client.bench.keys import KeyChooser
 from lrukv_client.bench.worker import LocalProgress, WorkerStats, open_client, run_worker
-from lrukv_client.errors import LrukvClientError
+from lrukv_client.errors import KeyNotFound, LrukvClientError, ServerError
 
-__all__ = ["OnProgress", "RunOutput", "run_load"]
+__all__ = ["OnProgress", "RunOutput", "WouldEvict", "run_load"]
 
 # (ops done, errors, seconds since start); called about ten times a second.
 OnProgress = Callable[[int, int, float], None]
@@ -41,6 +41,13 @@ class RunOutput:
     workers: list[WorkerStats]
     preload: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
+    cleanup: dict[str, Any] = field(default_factory=dict)
+    store: dict[str, int] = field(default_factory=dict)
+
+
+class WouldEvict(ValueError):
+    """The keys a run may write do not fit beside the server's existing keys:
+    the LRU would evict keys that are not the run's."""
 
 
 class _SharedProgress:
@@ -65,10 +72,53 @@ def _quotas(config: BenchConfig) -> list[int | None]:
     return [base + (1 if worker < extra else 0) for worker in range(config.clients)]
 
 
-def _preflight(config: BenchConfig) -> None:
-    """Fail fast (with the SDK's error) when the server cannot be reached."""
+def _preflight(config: BenchConfig) -> dict[str, int]:
+    """Fail fast (with the SDK's error) when the server cannot be reached, and
+    refuse (WouldEvict) a run whose keys would push the server's own out of the
+    LRU. Returns the store's size and capacity before the run (empty when the
+    server has no Stats call)."""
     with open_client(config) as client:
         client.servers()
+        try:
+            stats = client.stats()
+        except ServerError:  # a server from before the Stats call: no check
+            return {}
+    store = {"size_before": stats.size, "capacity": stats.capacity}
+    if config.allow_evictions or stats.size == 0:
+        return store
+    if stats.size + config.new_keys > stats.capacity:
+        raise WouldEvict(
+            f"the server holds {stats.size:,} keys and has room for {stats.capacity:,}; "
+            f"this run may write {config.new_keys:,} more (--keyspace {config.keyspace:,} "
+            f"plus {config.clients} clients x {config.private_keys} private keys), so the "
+            "LRU would evict keys that are not the bench's. Use a smaller --keyspace, a "
+            "server with more capacity, or --allow-evictions"
+        )
+    return store
+
+
+def _clean_up(config: BenchConfig) -> dict[str, Any]:
+    """Delete the shared keys ``{prefix}0 .. {prefix}{keyspace-1}`` (the clients
+    delete their private keys themselves). A second Ctrl-C stops it."""
+    deleted = errors = 0
+    try:
+        with open_client(config) as client, concurrent.futures.ThreadPoolExecutor(8) as pool:
+
+            def delete(index: int) -> bool:
+                try:
+                    return client.delete(f"{config.key_prefix}{index}", timeout=2.0)
+                except KeyNotFound:
+                    return False
+
+            futures = [pool.submit(delete, index) for index in range(config.keyspace)]
+            for future in futures:
+                try:
+                    deleted += future.result()
+                except LrukvClientError:
+                    errors += 1
+    except KeyboardInterrupt:
+        return {"deleted": deleted, "errors": errors, "interrupted": True}
+    return {"deleted": deleted, "errors": errors}
 
 
 def _preload(config: BenchConfig) -> dict[str, int]:
@@ -104,8 +154,8 @@ def run_load(
     ``on_start`` is called once every worker is ready, as the timed load begins
     (after the pre-flight check and the preload).
     """
-    config.validate()
-    _preflight(config)
+    config = config.validate().resolved()
+    store = _preflight(config)
     preload = _preload(config) if config.preload else {}
     run_id = secrets.token_hex(4)
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -116,7 +166,10 @@ def run_load(
         elapsed, workers, interrupted = _run_threads(config, run_id, stop, report, started)
     else:
         elapsed, workers, interrupted = _run_processes(config, run_id, stop, report, started)
-    return RunOutput(config, run_id, started_at, elapsed, workers, preload, interrupted)
+    cleanup = {"kept": True} if config.keep else _clean_up(config)
+    return RunOutput(
+        config, run_id, started_at, elapsed, workers, preload, interrupted, cleanup, store
+    )
 
 
 def _run_threads(

@@ -23,7 +23,7 @@ from lrukv_client.bench.checker import PrivateKeys
 from lrukv_client.bench.config import BenchConfig
 from lrukv_client.bench.keys import KeyChooser
 from lrukv_client.connect import AnyClient, connect
-from lrukv_client.errors import KeyNotFound, LrukvClientError
+from lrukv_client.errors import KeyNotFound, LrukvClientError, Unreachable
 
 __all__ = ["Progress", "WorkerStats", "open_client", "run_worker", "shared_value"]
 
@@ -164,7 +164,7 @@ def _loop(  # noqa: PLR0917 - the private hot loop; its caller names everything
             outcome = "miss"
         except LrukvClientError as err:
             outcome = "error"
-            _count_error(stats, op, key, type(err).__name__, str(err))
+            _count_error(stats, op, key, _kind(err), str(err))
         except Exception as err:  # not an SDK error: a bug somewhere; count it, loudly
             outcome = "error"
             _count_error(stats, op, key, f"unexpected:{type(err).__name__}", repr(err))
@@ -222,6 +222,12 @@ def _check(
             private.delete_done(index)
         else:
             private.delete_failed(index)
+
+
+def _kind(err: LrukvClientError) -> str:
+    # A refused connection and an UNAVAILABLE answer both mean "the server is
+    # down or going down": one kind in the report, whichever the transport saw.
+    return "Unavailable" if isinstance(err, Unreachable) else type(err).__name__
 
 
 def _count_error(stats: WorkerStats, op: str, key: str, kind: str, message: str) -> None:

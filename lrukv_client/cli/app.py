@@ -3,8 +3,11 @@
     lrukv put KEY VALUE          (VALUE "-" reads stdin; or --file PATH)
     lrukv get KEY                (the raw value on stdout, binary-safe)
     lrukv delete KEY
+    lrukv exists KEY             (exit 1 if absent)
+    lrukv ttl KEY                (seconds left, or "none")
     lrukv keys | getkeys
     lrukv items | getkeysvalues
+    lrukv stats                  (size, capacity, limits, hits, misses, evictions)
     lrukv servers
     lrukv bench ...              (the load generator; see docs/cli.md)
 
@@ -12,13 +15,16 @@ Exit codes, for scripts:
 
 ====  ==========================================================================
 0     success
-1     the key was not found (``get``; ``delete --must-exist``)
-2     usage: a bad option or argument, or the server refused the key, value or TTL
+1     the key was not found (``get``, ``ttl``, ``exists``; ``delete --must-exist``)
+2     usage: a bad option, argument or server address, or the server refused the
+      key, value or TTL; ``bench``: --output cannot be written, or the run would
+      evict the server's keys
 3     unavailable or denied: unreachable, no leader, deadline exceeded,
       permission denied, unauthenticated, too many redirects
 4     an unexpected answer from the server (an internal error, a garbled reply)
 5     ``bench`` only: the correctness check found wrong values
 6     ``bench`` only: operations failed (and ``--allow-errors`` was not given)
+127   the CLI's dependencies are not installed (``pip install 'lrukv[cli]'``)
 130   interrupted (Ctrl-C)
 141   stdout was closed early (``lrukv keys | head``)
 ====  ==========================================================================
@@ -31,14 +37,23 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, BinaryIO, TypeVar
+from typing import Annotated, Any, BinaryIO, TypeVar
 
 import typer
+from typer.core import TyperCommand, TyperOption
 
-from lrukv_client import AnyClient, TLSConfig, __version__
+from lrukv_client import (
+    AnyClient,
+    InvalidArgument,
+    StoreStats,
+    TLSConfig,
+    __version__,
+    resolve_servers,
+)
 from lrukv_client.cli.bench import bench
 from lrukv_client.cli.common import (
     EXIT_NOT_FOUND,
@@ -57,7 +72,7 @@ T = TypeVar("T")
 app = typer.Typer(
     name="lrukv",
     help="Talk to an lrukv server: put, get, delete, list, and load-test it.",
-    no_args_is_help=True,
+    no_args_is_help=False,  # bare `lrukv` prints the help and succeeds (see _global_options)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode=None,
@@ -70,7 +85,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _global_options(
     ctx: typer.Context,
     *,
@@ -80,8 +95,9 @@ def _global_options(
             "--server",
             "-s",
             envvar="LRUKV_SERVER",
-            help="host:port of a node, or a comma-separated list of seeds; an http:// or "
-            "https:// URL selects HTTP. Default: 127.0.0.1:50051 (gRPC), 127.0.0.1:8080 (HTTP).",
+            help="host[:port] of a node, or a comma-separated list of seeds; an http:// or "
+            "https:// URL selects HTTP. Without a port: 50051 (gRPC), 8080 (HTTP). "
+            "Default: 127.0.0.1:50051 (gRPC), 127.0.0.1:8080 (HTTP).",
         ),
     ] = None,
     transport: Annotated[
@@ -131,6 +147,15 @@ def _global_options(
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
 ) -> None:
+    if ctx.invoked_subcommand is None:
+        # Bare `lrukv`: asking what the command does is not an error.
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+    try:
+        # Checked here, before any command dials: a bad address is a usage error.
+        chosen, seeds = resolve_servers(server, transport.value if transport else None)
+    except InvalidArgument as exc:
+        fail(EXIT_USAGE, exc.message)
     tls_config = None
     if tls or tls_ca or tls_cert or tls_key or tls_server_name:
         if (tls_cert is None) != (tls_key is None):
@@ -139,8 +164,8 @@ def _global_options(
             ca_file=tls_ca, cert_file=tls_cert, key_file=tls_key, server_name=tls_server_name
         )
     ctx.obj = Settings(
-        server=server,
-        transport=transport.value if transport is not None else None,
+        server=",".join(seeds),
+        transport=chosen.value,
         json=json_output,
         timeout=timeout,
         tls=tls_config,
@@ -177,7 +202,53 @@ ConsistencyOption = Annotated[
 ]
 
 
-@app.command()
+_NEGATIVE_NUMBER = re.compile(r"-(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _numbers_as_arguments(command: TyperCommand, args: Sequence[str]) -> list[str]:
+    """Move the options first and the arguments after ``--`` when an argument is
+    a negative number, so Click reads ``-5`` as a value, not an unknown option.
+
+    >>> put_command = typer.main.get_command(app).commands["put"]  # type: ignore[attr-defined]
+    >>> _numbers_as_arguments(put_command, ["counter", "-5", "--ttl", "9"])
+    ['--ttl', '9', '--', 'counter', '-5']
+    """
+    takes_value = {
+        name
+        for param in command.params
+        if isinstance(param, TyperOption) and not param.is_flag and not param.count
+        for name in param.opts
+    }
+    options: list[str] = []
+    arguments: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            arguments.extend(args[index + 1 :])
+            break
+        if arg.startswith("-") and arg != "-" and not _NEGATIVE_NUMBER.fullmatch(arg):
+            options.append(arg)
+            if arg in takes_value and index + 1 < len(args):
+                index += 1
+                options.append(args[index])
+        else:
+            arguments.append(arg)
+        index += 1
+    if not any(_NEGATIVE_NUMBER.fullmatch(arg) for arg in arguments):
+        return list(args)
+    return [*options, "--", *arguments]
+
+
+class _NumbersAreValues(TyperCommand):
+    """`lrukv put counter -5` stores "-5" (Click alone says "No such option: -5").
+    Other values that start with '-' go after `--`: `lrukv put k -- -x`."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        return super().parse_args(ctx, _numbers_as_arguments(self, args))
+
+
+@app.command(cls=_NumbersAreValues)
 def put(
     ctx: typer.Context,
     *,
@@ -196,9 +267,18 @@ def put(
         float | None, typer.Option("--ttl", help="Seconds until the key expires.")
     ] = None,
 ) -> None:
-    """Store VALUE under KEY (the original's `put`)."""
-    if (value is None) == (file is None):
-        raise typer.BadParameter("give a VALUE or --file (not both)", param_hint="VALUE")
+    """Store VALUE under KEY (the original's `put`).
+
+    A negative number is a value (`lrukv put counter -5`); any other value that
+    starts with '-' goes after `--` (`lrukv put k -- -x`).
+    """
+    if value is None and file is None:
+        raise typer.BadParameter(
+            "nothing to store: give VALUE, '-' to read it from stdin, or --file PATH",
+            param_hint="VALUE",
+        )
+    if value is not None and file is not None:
+        raise typer.BadParameter("give the value as an argument or --file, not both")
     if file is not None:
         try:
             data = file.read_bytes()
@@ -313,6 +393,84 @@ def _printable(value: bytes) -> str:
     if text is not None and (text.isprintable() or text == "") and not text.startswith("base64:"):
         return text
     return "base64:" + base64.b64encode(value).decode("ascii")
+
+
+@app.command()
+def exists(
+    ctx: typer.Context,
+    *,
+    key: Annotated[str, typer.Argument(help="The key.")],
+    consistency: ConsistencyOption = ConsistencyChoice.default,
+) -> None:
+    """Say whether KEY is present: exit 0 if so, 1 if not. Not a use: the key's
+    place in the LRU order and the hit/miss counters stay as they were."""
+    found = _run(ctx, lambda kv: kv.exists(key, consistency=consistency.value))
+    if ctx.obj.json:
+        _echo_json({"key": key, "exists": found})
+    else:
+        typer.echo("exists" if found else "absent")
+    if not found:
+        raise typer.Exit(EXIT_NOT_FOUND)
+
+
+@app.command()
+def ttl(
+    ctx: typer.Context,
+    *,
+    key: Annotated[str, typer.Argument(help="The key.")],
+    consistency: ConsistencyOption = ConsistencyChoice.default,
+) -> None:
+    """Print the seconds until KEY expires, or "none" if it never does (exit 1
+    if absent). Not a use, like `exists`."""
+    seconds = _run(ctx, lambda kv: kv.ttl(key, consistency=consistency.value))
+    if ctx.obj.json:
+        _echo_json({"key": key, "ttl": seconds})
+    else:
+        typer.echo("none" if seconds is None else f"{seconds:.3f}")
+
+
+def _stats_json(stats: StoreStats) -> dict[str, Any]:
+    return {
+        "size": stats.size,
+        "capacity": stats.capacity,
+        "shards": stats.shards,
+        "items_per_shard": stats.items_per_shard,
+        "bytes": stats.bytes,
+        "max_bytes": stats.max_bytes,
+        "max_key_bytes": stats.max_key_bytes,
+        "max_value_bytes": stats.max_value_bytes,
+        "hits": stats.hits,
+        "misses": stats.misses,
+        "hit_ratio": round(stats.hit_ratio, 4),
+        "evictions": stats.evictions,
+    }
+
+
+def _limit(value: int | None, unit: str) -> str:
+    return "none" if value is None else f"{value:,} {unit}"
+
+
+@app.command()
+def stats(ctx: typer.Context) -> None:
+    """Show the node's size against its capacity, its limits, and its counters."""
+    numbers = _run(ctx, lambda kv: kv.stats())
+    if ctx.obj.json:
+        _echo_json(_stats_json(numbers))
+        return
+    full = numbers.size / numbers.capacity * 100 if numbers.capacity else 0.0
+    evictions = ", ".join(f"{cause} {count:,}" for cause, count in numbers.evictions.items())
+    rows = [
+        ("size", f"{numbers.size:,} of {numbers.capacity:,} items ({full:.1f}% full)"),
+        ("shards", f"{numbers.shards:,} x {numbers.items_per_shard:,} items"),
+        ("bytes", f"{numbers.bytes:,} (limit: {_limit(numbers.max_bytes, 'bytes')})"),
+        ("max key", _limit(numbers.max_key_bytes, "bytes")),
+        ("max value", _limit(numbers.max_value_bytes, "bytes")),
+        ("hits", f"{numbers.hits:,}"),
+        ("misses", f"{numbers.misses:,} (hit ratio {numbers.hit_ratio:.1%})"),
+        ("evictions", evictions or "none"),
+    ]
+    for name, text in rows:
+        typer.echo(f"{name:<10} {text}")
 
 
 @app.command()

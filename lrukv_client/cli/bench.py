@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +14,7 @@ import typer
 from lrukv_client.bench import (
     BenchConfig,
     RunOutput,
+    WouldEvict,
     merged_latencies,
     parse_mix,
     render_text,
@@ -22,6 +24,7 @@ from lrukv_client.bench import (
 from lrukv_client.cli.common import (
     EXIT_BENCH_ERRORS,
     EXIT_BENCH_WRONG_VALUES,
+    EXIT_USAGE,
     ConsistencyChoice,
     Settings,
     errors_to_exit_codes,
@@ -93,8 +96,22 @@ def bench(
         ConsistencyChoice, typer.Option("--consistency", help="Read consistency.")
     ] = ConsistencyChoice.default,
     key_prefix: Annotated[
-        str, typer.Option("--key-prefix", help="Prefix of every key the bench touches.")
+        str,
+        typer.Option(
+            "--prefix", "--key-prefix", help="Prefix of every key the bench writes and deletes."
+        ),
     ] = "bench:",
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Leave the run's keys on the server (default: delete).")
+    ] = False,
+    allow_evictions: Annotated[
+        bool,
+        typer.Option(
+            "--allow-evictions",
+            help="Run even if the run's keys do not fit beside the server's existing keys "
+            "(the LRU would evict some of them).",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random choices.")] = 1,
     output: Annotated[
         Path | None,
@@ -120,12 +137,21 @@ def bench(
 
     Every client also writes private keys no one else touches, and every read of
     one must return that client's last acknowledged write; a miss there is an
-    eviction (counted, not an error). Exit 5 if a wrong value was read, 6 if
-    operations failed (unless --allow-errors), 3 if the server is unreachable.
+    eviction (counted, not an error). The run refuses to start if its keys would
+    evict the server's own (see --allow-evictions) and deletes its keys at the
+    end (see --keep). Exit 5 if a wrong value was read, 6 if operations failed
+    (unless --allow-errors), 3 if the server is unreachable.
     """
     settings: Settings = ctx.obj
     if clients % processes:
         raise typer.BadParameter("must be a multiple of --processes", param_hint="--clients")
+    if output is not None and str(output) == "-":
+        output = None
+    # Before the load, not after it: a path that cannot be written must not cost a run.
+    for path, option in ((output, "--output"), (plot_prefix if plot else None, "--plot-prefix")):
+        problem = _unwritable(path, probe=option == "--output") if path is not None else None
+        if problem:
+            fail(EXIT_USAGE, f"{option} {path}: {problem}")
     try:
         config = BenchConfig(
             server=settings.server,
@@ -146,6 +172,8 @@ def bench(
             private_ratio=private_ratio,
             preload=preload,
             key_prefix=key_prefix,
+            keep=keep,
+            allow_evictions=allow_evictions,
             seed=seed,
         ).validate()
     except ValueError as exc:
@@ -164,35 +192,68 @@ def bench(
                 err=True,
             )
 
-    with errors_to_exit_codes():
-        run = _run_with_progress(config) if show_progress else run_load(config, on_start=announce)
+    try:
+        with errors_to_exit_codes():
+            run = (
+                _run_with_progress(config) if show_progress else run_load(config, on_start=announce)
+            )
+    except WouldEvict as exc:
+        fail(EXIT_USAGE, str(exc))
     result = summarize(run)
-    if output is not None and str(output) == "-":
-        output = None
 
+    # A file that cannot be written now (disk full, folder removed) still leaves
+    # the summary on the terminal: the run is not thrown away.
+    write_errors: list[str] = []
     if plot:
         # Lazily: matplotlib costs a second to import and only --plot needs it.
         from lrukv_client.bench.plot import plot_result  # noqa: PLC0415
 
         prefix = plot_prefix or (output.with_suffix("") if output else Path("lrukv-bench"))
-        result["plots"] = [
-            str(p) for p in plot_result(result, merged_latencies(run.workers), prefix)
-        ]
+        try:
+            result["plots"] = [
+                str(p) for p in plot_result(result, merged_latencies(run.workers), prefix)
+            ]
+        except OSError as exc:
+            write_errors.append(f"cannot write the plots {prefix}-*.png: {exc.strerror or exc}")
     if output is not None:
         try:
-            output.parent.mkdir(parents=True, exist_ok=True)
             output.write_text(json.dumps(result, indent=2) + "\n")
         except OSError as exc:
-            fail(EXIT_BENCH_ERRORS, f"cannot write {output}: {exc.strerror}")
+            write_errors.append(f"cannot write --output {output}: {exc.strerror or exc}")
     if settings.json:
         typer.echo(json.dumps(result))
     else:
         typer.echo(render_text(result))
         for path in result.get("plots", []):
             typer.echo(f"plot: {path}")
-        if output is not None:
+        if output is not None and not write_errors:
             typer.echo(f"result: {output}")
+    if write_errors:
+        fail(EXIT_USAGE, "; ".join(write_errors))
     raise typer.Exit(_exit_code(result, allow_errors))
+
+
+def _unwritable(path: Path, *, probe: bool) -> str | None:
+    """Why ``path`` cannot be written, or None. Folders are never created: a
+    typo in a folder name should be an error, not a new folder. ``probe`` opens
+    the file for appending (removing it again if it did not exist), which
+    catches what permission bits cannot (a read-only mount)."""
+    folder = path.parent
+    if not folder.is_dir():
+        return f"the folder {folder} does not exist"
+    if path.is_dir():
+        return "is a folder"
+    if not probe:
+        return None if os.access(folder, os.W_OK) else f"the folder {folder} is not writable"
+    existed = path.exists()
+    try:
+        with path.open("a"):
+            pass
+    except OSError as exc:
+        return f"cannot be written ({exc.strerror or exc})"
+    if not existed:
+        path.unlink(missing_ok=True)
+    return None
 
 
 def _exit_code(result: dict[str, Any], allow_errors: bool) -> int:
@@ -203,6 +264,12 @@ def _exit_code(result: dict[str, Any], allow_errors: bool) -> int:
     if result["interrupted"]:
         return 130
     return 0
+
+
+def errors_markup(errors: int) -> str:
+    """The progress bar's error count: red only when there are errors."""
+    text = f"{errors:,} errors"
+    return f"[red]{text}[/]" if errors else text
 
 
 def _run_with_progress(config: BenchConfig) -> RunOutput:
@@ -222,14 +289,16 @@ def _run_with_progress(config: BenchConfig) -> RunOutput:
         TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
         TextColumn("{task.fields[ops]:>10,} ops  {task.fields[rate]:>8,.0f} ops/s"),
-        TextColumn("[red]{task.fields[errors]:,} errors[/]"),
+        TextColumn("{task.fields[errors]}"),
     )
     with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        task = bar.add_task("load", total=total, ops=0, rate=0.0, errors=0, unit=unit)
+        task = bar.add_task(
+            "load", total=total, ops=0, rate=0.0, errors=errors_markup(0), unit=unit
+        )
 
         def update(done: int, errors: int, seconds: float) -> None:
             completed = float(done) if config.ops is not None else min(seconds, total)
             rate = done / seconds if seconds > 0 else 0.0
-            bar.update(task, completed=completed, ops=done, rate=rate, errors=errors)
+            bar.update(task, completed=completed, ops=done, rate=rate, errors=errors_markup(errors))
 
         return run_load(config, on_progress=update)

@@ -57,11 +57,13 @@ EXIT_BROKEN_PIPE = 141
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
     EXIT_NOT_FOUND: "key not found",
-    EXIT_USAGE: "usage error, or the server refused an argument",
+    EXIT_USAGE: "usage error (option, argument, server address, bench --output), "
+    "or the server refused an argument",
     EXIT_UNAVAILABLE: "unavailable or denied",
     EXIT_SERVER_ERROR: "unexpected answer from the server",
     EXIT_BENCH_WRONG_VALUES: "bench: the correctness check found wrong values",
     EXIT_BENCH_ERRORS: "bench: operations failed",
+    127: "the CLI's dependencies are not installed (pip install 'lrukv[cli]')",
     130: "interrupted",
     EXIT_BROKEN_PIPE: "stdout closed early",
 }

@@ -325,3 +325,150 @@ class GetServersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetServersResponse: _TypeAlias = GetServersResponse  # noqa: Y015
+
+@_typing.final
+class StatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatsRequest: _TypeAlias = StatsRequest  # noqa: Y015
+
+@_typing.final
+class StatsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class EvictionsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    SIZE_FIELD_NUMBER: _builtins.int
+    CAPACITY_FIELD_NUMBER: _builtins.int
+    SHARDS_FIELD_NUMBER: _builtins.int
+    ITEMS_PER_SHARD_FIELD_NUMBER: _builtins.int
+    BYTES_FIELD_NUMBER: _builtins.int
+    MAX_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_KEY_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_VALUE_BYTES_FIELD_NUMBER: _builtins.int
+    HITS_FIELD_NUMBER: _builtins.int
+    MISSES_FIELD_NUMBER: _builtins.int
+    EVICTIONS_FIELD_NUMBER: _builtins.int
+    size: _builtins.int
+    """Live items now, and how many fit (shards x items_per_shard)."""
+    capacity: _builtins.int
+    shards: _builtins.int
+    items_per_shard: _builtins.int
+    bytes: _builtins.int
+    """UTF-8 key bytes plus value bytes held."""
+    max_bytes: _builtins.int
+    """The byte budget of the whole store; unset means none."""
+    max_key_bytes: _builtins.int
+    max_value_bytes: _builtins.int
+    """The largest value accepted; unset means no limit beyond the byte budget."""
+    hits: _builtins.int
+    """Reads that found their key, and reads that did not, since the node started."""
+    misses: _builtins.int
+    @_builtins.property
+    def evictions(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Items that left without being deleted, by cause: "capacity" (LRU), "bytes"
+        (byte budget), "expired" (TTL).
+        """
+
+    def __init__(
+        self,
+        *,
+        size: _builtins.int = ...,
+        capacity: _builtins.int = ...,
+        shards: _builtins.int = ...,
+        items_per_shard: _builtins.int = ...,
+        bytes: _builtins.int = ...,
+        max_bytes: _builtins.int | None = ...,
+        max_key_bytes: _builtins.int = ...,
+        max_value_bytes: _builtins.int | None = ...,
+        hits: _builtins.int = ...,
+        misses: _builtins.int = ...,
+        evictions: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_bytes", b"_max_bytes", "_max_value_bytes", b"_max_value_bytes", "max_bytes", b"max_bytes", "max_value_bytes", b"max_value_bytes"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_bytes", b"_max_bytes", "_max_value_bytes", b"_max_value_bytes", "bytes", b"bytes", "capacity", b"capacity", "evictions", b"evictions", "hits", b"hits", "items_per_shard", b"items_per_shard", "max_bytes", b"max_bytes", "max_key_bytes", b"max_key_bytes", "max_value_bytes", b"max_value_bytes", "misses", b"misses", "shards", b"shards", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_bytes: _TypeAlias = _typing.Literal["max_bytes"]  # noqa: Y015
+    _WhichOneofArgType__max_bytes: _TypeAlias = _typing.Literal["_max_bytes", b"_max_bytes"]  # noqa: Y015
+    _WhichOneofReturnType__max_value_bytes: _TypeAlias = _typing.Literal["max_value_bytes"]  # noqa: Y015
+    _WhichOneofArgType__max_value_bytes: _TypeAlias = _typing.Literal["_max_value_bytes", b"_max_value_bytes"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_bytes) -> _WhichOneofReturnType__max_bytes | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_value_bytes) -> _WhichOneofReturnType__max_value_bytes | None: ...
+
+Global___StatsResponse: _TypeAlias = StatsResponse  # noqa: Y015
+
+@_typing.final
+class TtlRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    consistency: Global___Consistency.ValueType
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        consistency: Global___Consistency.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "key", b"key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TtlRequest: _TypeAlias = TtlRequest  # noqa: Y015
+
+@_typing.final
+class TtlResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    ttl_seconds: _builtins.float
+    """Seconds until the key expires; unset means it never expires. An absent key
+    is NOT_FOUND.
+    """
+    def __init__(
+        self,
+        *,
+        ttl_seconds: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_ttl_seconds", b"_ttl_seconds", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ttl_seconds", b"_ttl_seconds", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__ttl_seconds: _TypeAlias = _typing.Literal["ttl_seconds"]  # noqa: Y015
+    _WhichOneofArgType__ttl_seconds: _TypeAlias = _typing.Literal["_ttl_seconds", b"_ttl_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ttl_seconds) -> _WhichOneofReturnType__ttl_seconds | None: ...
+
+Global___TtlResponse: _TypeAlias = TtlResponse  # noqa: Y015

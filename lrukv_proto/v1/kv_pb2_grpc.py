@@ -64,6 +64,16 @@ class KVStub:
                 request_serializer=lrukv_dot_v1_dot_kv__pb2.GetServersRequest.SerializeToString,
                 response_deserializer=lrukv_dot_v1_dot_kv__pb2.GetServersResponse.FromString,
                 _registered_method=True)
+        self.Stats = channel.unary_unary(
+                '/lrukv.v1.KV/Stats',
+                request_serializer=lrukv_dot_v1_dot_kv__pb2.StatsRequest.SerializeToString,
+                response_deserializer=lrukv_dot_v1_dot_kv__pb2.StatsResponse.FromString,
+                _registered_method=True)
+        self.Ttl = channel.unary_unary(
+                '/lrukv.v1.KV/Ttl',
+                request_serializer=lrukv_dot_v1_dot_kv__pb2.TtlRequest.SerializeToString,
+                response_deserializer=lrukv_dot_v1_dot_kv__pb2.TtlResponse.FromString,
+                _registered_method=True)
 
 
 class KVServicer:
@@ -111,6 +121,21 @@ class KVServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Stats(self, request, context):
+        """Stats reports the node's store: size, capacity, limits and counters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Ttl(self, request, context):
+        """Ttl tells whether a key exists and how long it has left, without making it
+        the most recently used and without counting as a hit or a miss.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KVServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +168,16 @@ def add_KVServicer_to_server(servicer, server):
                     servicer.GetServers,
                     request_deserializer=lrukv_dot_v1_dot_kv__pb2.GetServersRequest.FromString,
                     response_serializer=lrukv_dot_v1_dot_kv__pb2.GetServersResponse.SerializeToString,
+            ),
+            'Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=lrukv_dot_v1_dot_kv__pb2.StatsRequest.FromString,
+                    response_serializer=lrukv_dot_v1_dot_kv__pb2.StatsResponse.SerializeToString,
+            ),
+            'Ttl': grpc.unary_unary_rpc_method_handler(
+                    servicer.Ttl,
+                    request_deserializer=lrukv_dot_v1_dot_kv__pb2.TtlRequest.FromString,
+                    response_serializer=lrukv_dot_v1_dot_kv__pb2.TtlResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -307,6 +342,60 @@ class KV:
             '/lrukv.v1.KV/GetServers',
             lrukv_dot_v1_dot_kv__pb2.GetServersRequest.SerializeToString,
             lrukv_dot_v1_dot_kv__pb2.GetServersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lrukv.v1.KV/Stats',
+            lrukv_dot_v1_dot_kv__pb2.StatsRequest.SerializeToString,
+            lrukv_dot_v1_dot_kv__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Ttl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lrukv.v1.KV/Ttl',
+            lrukv_dot_v1_dot_kv__pb2.TtlRequest.SerializeToString,
+            lrukv_dot_v1_dot_kv__pb2.TtlResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,12 @@ class KVStub:
     """GetKeysValues streams every live key and value, shard by shard."""
     GetServers: _grpc.UnaryUnaryMultiCallable[_kv_pb2.GetServersRequest, _kv_pb2.GetServersResponse]
     """GetServers describes the cluster; a single node reports itself as leader."""
+    Stats: _grpc.UnaryUnaryMultiCallable[_kv_pb2.StatsRequest, _kv_pb2.StatsResponse]
+    """Stats reports the node's store: size, capacity, limits and counters."""
+    Ttl: _grpc.UnaryUnaryMultiCallable[_kv_pb2.TtlRequest, _kv_pb2.TtlResponse]
+    """Ttl tells whether a key exists and how long it has left, without making it
+    the most recently used and without counting as a hit or a miss.
+    """
 
 @_typing.type_check_only
 class KVAsyncStub(KVStub):
@@ -75,6 +81,12 @@ class KVAsyncStub(KVStub):
     """GetKeysValues streams every live key and value, shard by shard."""
     GetServers: _aio.UnaryUnaryMultiCallable[_kv_pb2.GetServersRequest, _kv_pb2.GetServersResponse]  # type: ignore[assignment]
     """GetServers describes the cluster; a single node reports itself as leader."""
+    Stats: _aio.UnaryUnaryMultiCallable[_kv_pb2.StatsRequest, _kv_pb2.StatsResponse]  # type: ignore[assignment]
+    """Stats reports the node's store: size, capacity, limits and counters."""
+    Ttl: _aio.UnaryUnaryMultiCallable[_kv_pb2.TtlRequest, _kv_pb2.TtlResponse]  # type: ignore[assignment]
+    """Ttl tells whether a key exists and how long it has left, without making it
+    the most recently used and without counting as a hit or a miss.
+    """
 
 class KVServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -124,5 +136,23 @@ class KVServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_kv_pb2.GetServersResponse, _abc.Awaitable[_kv_pb2.GetServersResponse]]:
         """GetServers describes the cluster; a single node reports itself as leader."""
+
+    @_abc_1.abstractmethod
+    def Stats(
+        self,
+        request: _kv_pb2.StatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_kv_pb2.StatsResponse, _abc.Awaitable[_kv_pb2.StatsResponse]]:
+        """Stats reports the node's store: size, capacity, limits and counters."""
+
+    @_abc_1.abstractmethod
+    def Ttl(
+        self,
+        request: _kv_pb2.TtlRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_kv_pb2.TtlResponse, _abc.Awaitable[_kv_pb2.TtlResponse]]:
+        """Ttl tells whether a key exists and how long it has left, without making it
+        the most recently used and without counting as a hit or a miss.
+        """
 
 def add_KVServicer_to_server(servicer: KVServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

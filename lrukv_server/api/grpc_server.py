@@ -102,7 +102,7 @@ def _consistency(number: int) -> Consistency:
 
 
 class _Handlers:
-    """The six KV methods. Each catches every exception, so nothing escapes as a
+    """The KV methods. Each catches every exception, so nothing escapes as a
     bare grpcio INTERNAL with a traceback in the message."""
 
     def __init__(self, service: KVService) -> None:
@@ -194,6 +194,43 @@ class _Handlers:
             ]
         )
 
+    def stats(
+        self, request: kv_pb2.StatsRequest | Malformed, context: grpc.ServicerContext
+    ) -> kv_pb2.StatsResponse:
+        if isinstance(request, Malformed):
+            _malformed(context, "Stats", request)
+        try:
+            stats = self._service.stats()
+        except Exception as exc:
+            _abort(context, exc)
+        response = kv_pb2.StatsResponse(
+            size=stats.size,
+            capacity=stats.capacity,
+            shards=stats.shards,
+            items_per_shard=stats.items_per_shard,
+            bytes=stats.bytes,
+            max_key_bytes=stats.max_key_bytes,
+            hits=stats.hits,
+            misses=stats.misses,
+            evictions=dict(stats.evictions),
+        )
+        if stats.max_bytes is not None:
+            response.max_bytes = stats.max_bytes
+        if stats.max_value_bytes is not None:
+            response.max_value_bytes = stats.max_value_bytes
+        return response
+
+    def ttl(
+        self, request: kv_pb2.TtlRequest | Malformed, context: grpc.ServicerContext
+    ) -> kv_pb2.TtlResponse:
+        if isinstance(request, Malformed):
+            _malformed(context, "Ttl", request)
+        try:
+            ttl = self._service.ttl(request.key, consistency=_consistency(request.consistency))
+        except Exception as exc:
+            _abort(context, exc)
+        return kv_pb2.TtlResponse() if ttl is None else kv_pb2.TtlResponse(ttl_seconds=ttl)
+
 
 def kv_method_handlers(service: KVService) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
     """The ``lrukv.v1.KV`` method handlers over *service*."""
@@ -229,6 +266,16 @@ def kv_method_handlers(service: KVService) -> dict[str, grpc.RpcMethodHandler[An
             h.get_servers,
             request_deserializer=_parser(kv_pb2.GetServersRequest),
             response_serializer=kv_pb2.GetServersResponse.SerializeToString,
+        ),
+        "Stats": unary(
+            h.stats,
+            request_deserializer=_parser(kv_pb2.StatsRequest),
+            response_serializer=kv_pb2.StatsResponse.SerializeToString,
+        ),
+        "Ttl": unary(
+            h.ttl,
+            request_deserializer=_parser(kv_pb2.TtlRequest),
+            response_serializer=kv_pb2.TtlResponse.SerializeToString,
         ),
     }
 

@@ -9,6 +9,8 @@ Routes (docs/api.md and the OpenAPI document served at /openapi.json say more):
 ``GET /v1/util/keys``       JSON ``{"keys": [...]}``; comma-joined with Accept: text/plain
 ``GET /v1/util/items``      NDJSON, one ``{"key": ..., "value": <base64>}`` per line
 ``GET /v1/util/servers``    JSON ``{"servers": [...]}`` (the HTTP twin of GetServers)
+``GET /v1/util/stats``      JSON: size, capacity, limits, hits, misses, evictions
+``GET /v1/util/ttl/<key>``  JSON ``{"key": ..., "ttl": seconds|null}``; 404 if absent
 ``GET /healthz``            200 while the process works, else 503
 ``GET /readyz``             200 while it can serve reads and writes, else 503
 ``GET /openapi.json``       the OpenAPI 3.1 document of this API
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import json
 import logging
 import re
@@ -395,16 +398,50 @@ def create_app(
             del body["digest"]
         return Response(json.dumps(body) + "\n", 200, mimetype="application/json")
 
+    def store_stats() -> Response:
+        stats = service.stats()
+        body = {
+            "size": stats.size,
+            "capacity": stats.capacity,
+            "shards": stats.shards,
+            "items_per_shard": stats.items_per_shard,
+            "bytes": stats.bytes,
+            "max_bytes": stats.max_bytes,
+            "max_key_bytes": stats.max_key_bytes,
+            "max_value_bytes": stats.max_value_bytes,
+            "hits": stats.hits,
+            "misses": stats.misses,
+            "evictions": dict(stats.evictions),
+        }
+        return Response(json.dumps(body) + "\n", 200, mimetype="application/json")
+
+    def key_ttl(rest: str) -> Response:
+        key = key_from_target(rest)
+        ttl = service.ttl(key, consistency=_consistency())
+        body = json.dumps({"key": key, "ttl": ttl}, ensure_ascii=False)
+        return Response(body + "\n", 200, mimetype="application/json")
+
     utilities: dict[str, Callable[[], Response]] = {
         "keys": list_keys,
         "items": list_items,
         "servers": list_servers,
         "cluster": cluster_status,
+        "stats": store_stats,
     }
+    # Utilities followed by a key: /v1/util/ttl/<key>, the key encoded as in /v1/<key>.
+    key_utilities: dict[str, Callable[[str], Response]] = {"ttl/": key_ttl}
+
+    def find_utility(name: str) -> Callable[[], Response] | None:
+        utility = utilities.get(name)
+        if utility is None:
+            for prefix, with_key in key_utilities.items():
+                if name.startswith(prefix):
+                    return functools.partial(with_key, name[len(prefix) :])
+        return utility
 
     def refuse_utility(target: str) -> Response:
         """``/v1/util/...`` with a name or a method no utility serves: 404 or 405."""
-        if target[len(_UTIL_PREFIX) :] not in utilities:
+        if find_utility(target[len(_UTIL_PREFIX) :]) is None:
             return _error_response(404, "not_found", f"no such utility endpoint: /v1/{target}")
         response = _error_response(405, "method_not_allowed", f"/v1/{target} only answers GET")
         response.headers["Allow"] = ", ".join(_UTIL_METHODS)
@@ -425,7 +462,7 @@ def create_app(
         target = _raw_target(request.environ)[len("/v1/") :]
         method = request.method
         if target.startswith(_UTIL_PREFIX):
-            utility = utilities.get(target[len(_UTIL_PREFIX) :])
+            utility = find_utility(target[len(_UTIL_PREFIX) :])
             if utility is None or method not in _UTIL_METHODS:
                 return refuse_utility(target)
             if method == "OPTIONS":

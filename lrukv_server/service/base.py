@@ -25,7 +25,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-__all__ = ["ClusterStatus", "Consistency", "Health", "KVService", "MemberStatus", "ServerInfo"]
+__all__ = [
+    "ClusterStatus",
+    "Consistency",
+    "Health",
+    "KVService",
+    "MemberStatus",
+    "ServerInfo",
+    "StoreStats",
+]
 
 
 class Consistency(enum.Enum):
@@ -97,6 +105,29 @@ class Health:
     checks: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """What a node holds and how full it is, for ``lrukv stats`` and load tools.
+
+    ``capacity`` is ``shards * items_per_shard``; ``bytes`` counts UTF-8 key bytes
+    plus value bytes. ``max_bytes`` / ``max_value_bytes`` are None when unlimited.
+    ``hits`` / ``misses`` count reads since the node started; ``evictions`` maps a
+    cause (``capacity``, ``bytes``, ``expired``) to the items that left for it.
+    """
+
+    size: int
+    capacity: int
+    shards: int
+    items_per_shard: int
+    bytes: int
+    max_bytes: int | None
+    max_key_bytes: int
+    max_value_bytes: int | None
+    hits: int
+    misses: int
+    evictions: Mapping[str, int] = field(default_factory=dict)
+
+
 @runtime_checkable
 class KVService(Protocol):
     """What the API layer needs from the store."""
@@ -125,6 +156,15 @@ class KVService(Protocol):
 
     def servers(self) -> list[ServerInfo]:
         """The cluster's nodes; a single node reports itself as leader."""
+        ...
+
+    def stats(self) -> StoreStats:
+        """This node's size, capacity, limits and counters."""
+        ...
+
+    def ttl(self, key: str, *, consistency: Consistency = Consistency.DEFAULT) -> float | None:
+        """Seconds until *key* expires, or None if it never does; raise
+        ``lrukv.errors.KeyNotFound`` if absent. Neither a use nor a hit/miss."""
         ...
 
     def health(self) -> Health:

@@ -28,7 +28,9 @@ from lrukv_server.service.base import (
     Health,
     MemberStatus,
     ServerInfo,
+    StoreStats,
 )
+from lrukv_server.service.introspect import remaining_ttl, store_stats
 from lrukv_server.txlog.locks import WriterLock
 
 __all__ = ["CommandWriter", "DirectWriter", "HealthCheck", "LocalService"]
@@ -161,6 +163,16 @@ class LocalService:
 
     def remove_member(self, raft_addr: str) -> None:
         raise InvalidRequest(_NOT_A_CLUSTER)
+
+    def stats(self) -> StoreStats:
+        if self._closed:
+            raise Unavailable(_CLOSED_MESSAGE)
+        return store_stats(self._store, max_value_bytes=self._store.max_value_bytes)
+
+    def ttl(self, key: str, *, consistency: Consistency = Consistency.DEFAULT) -> float | None:
+        if self._closed:
+            raise Unavailable(_CLOSED_MESSAGE)
+        return remaining_ttl(self._store, key)
 
     def health(self) -> Health:
         if self._closed:

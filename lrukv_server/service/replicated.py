@@ -55,7 +55,9 @@ from lrukv_server.service.base import (
     Health,
     MemberStatus,
     ServerInfo,
+    StoreStats,
 )
+from lrukv_server.service.introspect import remaining_ttl, store_stats
 from lrukv_server.service.local import HealthCheck
 
 __all__ = ["Consensus", "ReplicatedService", "ReplicaStateMachine", "TouchRecorder"]
@@ -258,6 +260,15 @@ class ReplicatedService:
         self._check_open()
         self._read_barrier(consistency)
         return self._store.items()
+
+    def stats(self) -> StoreStats:
+        self._check_open()
+        return store_stats(self._store, max_value_bytes=self._max_value_bytes)
+
+    def ttl(self, key: str, *, consistency: Consistency = Consistency.DEFAULT) -> float | None:
+        self._check_open()
+        self._read_barrier(consistency)
+        return remaining_ttl(self._store, key)
 
     def _read_barrier(self, consistency: Consistency) -> None:
         if consistency is Consistency.STALE:

@@ -37,7 +37,7 @@ from lrukv_proto.v1 import kv_pb2, kv_pb2_grpc
 from tests.client.certs import Pki
 
 # Faults are scripted by gRPC method name; the HTTP routes use the same names.
-METHODS = ("Put", "Get", "Delete", "GetKeys", "GetKeysValues", "GetServers")
+METHODS = ("Put", "Get", "Delete", "GetKeys", "GetKeysValues", "GetServers", "Stats", "Ttl")
 
 
 class HasAddresses(Protocol):
@@ -83,6 +83,7 @@ class FakeNode:
         self.leader: FakeNode | None = self
         # tamper(key, value) -> the value a read returns: to prove checks catch corruption.
         self.tamper: Callable[[str, bytes], bytes] | None = None
+        self.capacity = 1000  # what Stats reports (the fake itself never evicts)
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
         self._lock = threading.Lock()
         self._grpc: grpc.Server | None = None
@@ -185,6 +186,22 @@ class FakeNode:
     def snapshot(self) -> list[tuple[str, bytes]]:
         with self._lock:
             return sorted(self.data.items())
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            size = len(self.data)
+            nbytes = sum(len(k.encode()) + len(v) for k, v in self.data.items())
+        return {
+            "size": size, "capacity": self.capacity, "shards": 1,
+            "items_per_shard": self.capacity, "bytes": nbytes, "max_bytes": None,
+            "max_key_bytes": 1024, "max_value_bytes": None, "hits": 0, "misses": 0,
+            "evictions": {"capacity": 0, "bytes": 0, "expired": 0},
+        }  # fmt: skip
+
+    def ttl(self, key: str) -> tuple[bool, float | None]:
+        """(exists, ttl as given to put)."""
+        with self._lock:
+            return key in self.data, self.ttls.get(key)
 
     def servers(self) -> list[dict[str, Any]]:
         return [
@@ -303,6 +320,22 @@ class _Servicer(kv_pb2_grpc.KVServicer):
             servers=[kv_pb2.Server(**server) for server in self.node.servers()]
         )
 
+    def Stats(
+        self, request: kv_pb2.StatsRequest, context: grpc.ServicerContext
+    ) -> kv_pb2.StatsResponse:
+        self._fault("Stats", context)
+        stats = self.node.stats()
+        for unset in ("max_bytes", "max_value_bytes"):
+            del stats[unset]
+        return kv_pb2.StatsResponse(**stats)
+
+    def Ttl(self, request: kv_pb2.TtlRequest, context: grpc.ServicerContext) -> kv_pb2.TtlResponse:
+        self._fault("Ttl", context, request.consistency)
+        exists, ttl = self.node.ttl(request.key)
+        if not exists:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"key not found: {request.key!r}")
+        return kv_pb2.TtlResponse(ttl_seconds=ttl)
+
 
 # gRPC code -> HTTP status of the real server's error table.
 _HTTP_STATUS = {
@@ -413,6 +446,19 @@ def _handler_for(node: FakeNode) -> type[BaseHTTPRequestHandler]:
                 self._keys(query)
             elif path == "/v1/util/items":
                 self._items()
+            elif path == "/v1/util/stats":
+                if not self._answered(self._fault("Stats")):
+                    self._send(200, json.dumps(node.stats()).encode(), "application/json")
+            elif path.startswith("/v1/util/ttl/"):
+                if self._answered(self._fault("Ttl")):
+                    return
+                key = unquote(path.removeprefix("/v1/util/ttl/"))
+                exists, ttl = node.ttl(key)
+                if not exists:
+                    self._error(404, "key_not_found", "key not found")
+                else:
+                    body = json.dumps({"key": key, "ttl": ttl}).encode()
+                    self._send(200, body, "application/json")
             elif path == "/v1/util/servers":
                 if not self._answered(self._fault("GetServers")):
                     body = json.dumps({"servers": node.servers()}).encode()

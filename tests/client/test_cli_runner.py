@@ -4,6 +4,7 @@ formats, exit codes, and one-line errors, over both transports."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import grpc
@@ -240,3 +241,138 @@ def test_bench_refuses_an_unreachable_server_up_front(fake: FakeNode, tmp_path: 
     assert result.exit_code == 3
     assert_one_error_line(result, "unavailable")
     assert not out.exists()
+
+
+# -- messages (issue 8, item 16) ----------------------------------------------------------
+
+
+def test_put_without_a_value_says_what_is_missing(fake: FakeNode) -> None:
+    result = lrukv(fake, "grpc", "put", "k")
+    assert result.exit_code == 2
+    assert "nothing to store" in result.stderr
+    assert "'-'" in result.stderr and "--file" in result.stderr
+    assert "not both" not in result.stderr
+    both = lrukv(fake, "grpc", "put", "k", "v", "--file", __file__)
+    assert both.exit_code == 2 and "not both" in both.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "stored", "ttl"),
+    [
+        (["put", "counter", "-5"], b"-5", None),
+        (["put", "counter", "-0.5", "--ttl", "9"], b"-0.5", 9.0),
+        (["put", "--ttl", "9", "counter", "-1e3"], b"-1e3", 9.0),
+        (["put", "counter", "--", "-x"], b"-x", None),
+    ],
+)
+def test_a_negative_number_is_a_value(
+    fake: FakeNode, args: list[str], stored: bytes, ttl: float | None
+) -> None:
+    result = lrukv(fake, "grpc", *args)
+    assert result.exit_code == 0, result.output
+    assert fake.data["counter"] == stored
+    assert fake.ttls["counter"] == ttl
+
+
+def test_an_unknown_option_after_put_is_still_an_error(fake: FakeNode) -> None:
+    result = lrukv(fake, "grpc", "put", "k", "-5", "--tll", "3")
+    assert result.exit_code == 2
+    assert "--tll" in result.stderr
+    assert fake.calls == []
+
+
+def test_bare_lrukv_prints_help_and_succeeds() -> None:
+    result = runner.invoke(app, [], env={"LRUKV_SERVER": None})
+    assert result.exit_code == 0, result.output
+    assert "Usage: lrukv" in result.stdout
+    assert "bench" in result.stdout and "stats" in result.stdout
+
+
+def test_the_progress_bar_shows_zero_errors_uncoloured(fake: FakeNode, tmp_path: Path) -> None:
+    server = fake.rpc_addr
+    args = ["-s", server, "bench", "--ops", "50", "--keyspace", "10", "--progress", "-o", "-"]
+    colour = {"FORCE_COLOR": "1", "TERM": "xterm-256color", "NO_COLOR": None, "COLUMNS": "200"}
+    result = runner.invoke(app, args, env={"LRUKV_SERVER": None, **colour})
+    assert result.exit_code == 0, result.output
+    assert "\x1b[" in result.stderr  # colours are on
+    assert "0 errors" in result.stderr
+    assert "\x1b[31m0 errors" not in result.stderr
+    fake.fail("Put", Fault(grpc.StatusCode.PERMISSION_DENIED, "read-only"), times=1000)
+    failing = [*args[:3], "--ops", "50", "--mix", "put=1", "--no-preload", "--progress", "-o", "-"]
+    result = runner.invoke(app, failing, env={"LRUKV_SERVER": None, **colour})
+    assert result.exit_code == 6, result.output
+    assert "\x1b[31m50 errors" in result.stderr
+
+
+def test_the_bench_result_names_the_server_and_transport(fake: FakeNode, tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    for transport, address in (("grpc", fake.rpc_addr), ("http", f"http://{fake.http_addr}")):
+        result = lrukv(fake, transport, "bench", "--ops", "20", "--keyspace", "5", "-o", str(out))
+        assert result.exit_code == 0, result.output
+        config = json.loads(out.read_text())["config"]
+        assert (config["server"], config["transport"]) == (address, transport)
+    result = lrukv(fake, "grpc", "bench", "--ops", "20", "--keyspace", "5", "-o", "-")
+    assert "over grpc" in result.stdout
+
+
+# -- bench --output (item 11) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["missing/run.json", "is-a-folder", "read-only/run.json"])
+def test_an_unwritable_output_is_refused_before_the_load(
+    fake: FakeNode, tmp_path: Path, where: str
+) -> None:
+    (tmp_path / "is-a-folder").mkdir()
+    (tmp_path / "read-only").mkdir(mode=0o500)
+    out = tmp_path / where
+    result = lrukv(fake, "grpc", "bench", "--ops", "20", "-o", str(out))
+    if where.startswith("read-only") and os.access(tmp_path / "read-only", os.W_OK):
+        pytest.skip("running as root: permissions do not stop writes")
+    assert result.exit_code == 2, result.output
+    assert_one_error_line(result, "--output")
+    assert fake.calls == []  # no load ran
+    assert not (tmp_path / "missing").exists()  # no folder was created
+
+
+def test_a_late_write_failure_keeps_the_summary(fake: FakeNode) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full")
+    result = lrukv(fake, "grpc", "bench", "--ops", "30", "--keyspace", "5", "-o", "/dev/full")
+    assert result.exit_code == 2, result.output
+    assert "throughput:" in result.stdout and "correctness PASSED" in result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("lrukv: error:")]
+    assert errors == ["lrukv: error: cannot write --output /dev/full: No space left on device"]
+
+
+# -- bench and the server's own keys (item 10) ---------------------------------------------
+
+
+def test_bench_refuses_to_evict_the_servers_keys(fake: FakeNode, tmp_path: Path) -> None:
+    fake.capacity = 100
+    for i in range(30):
+        fake.put(f"user:{i}", b"mine", None)
+    out = tmp_path / "result.json"
+    result = lrukv(fake, "grpc", "bench", "--ops", "50", "--keyspace", "80", "-o", str(out))
+    assert result.exit_code == 2, result.output
+    assert_one_error_line(result, "30 keys", "room for 100", "evict", "--allow-evictions")
+    assert fake.count("Put") == 0
+    assert not out.exists()
+    allowed = lrukv(
+        fake, "grpc", "bench", "--ops", "50", "--keyspace", "80", "--allow-evictions", "-o", "-"
+    )
+    assert allowed.exit_code == 0, allowed.output
+
+
+def test_bench_uses_its_prefix_and_cleans_up_unless_kept(fake: FakeNode) -> None:
+    fake.put("user:1", b"mine", None)
+    args = ["bench", "--ops", "200", "--keyspace", "20", "--private-ratio", "0.5", "-o", "-"]
+    result = lrukv(fake, "grpc", *args, "--prefix", "load/")
+    assert result.exit_code == 0, result.output
+    assert fake.count("Put") > 0
+    assert list(fake.data) == ["user:1"]  # every key the run wrote is gone
+    assert "deleted" in result.stdout
+    kept = lrukv(fake, "grpc", *args, "--prefix", "load/", "--keep")
+    assert kept.exit_code == 0, kept.output
+    left = set(fake.data) - {"user:1"}
+    assert left and all(key.startswith("load/") for key in left)
+    assert fake.data["user:1"] == b"mine"

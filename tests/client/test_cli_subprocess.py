@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -270,3 +271,72 @@ def test_a_server_dying_mid_run_is_counted_and_the_run_ends_on_time(
     assert sum(data["timeline"]["errors"]) == data["ops"]["errors"]
     assert data["correctness"]["errors"] == 0  # failed writes are "maybe", never "wrong"
     assert b"errors by kind: Unavailable=" in stdout
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_stats_exists_and_ttl(lrukv_server: ServerProcess, transport: str) -> None:
+    # In process (CliRunner) against the real server: a dozen commands, each
+    # of which would pay the interpreter's start-up as a subprocess.
+    from typer.testing import CliRunner
+
+    from lrukv_client.cli import app
+
+    server = lrukv_server.rpc_addr if transport == "grpc" else f"http://{lrukv_server.http_addr}"
+
+    def cli(*args: str) -> Any:
+        return CliRunner().invoke(app, ["-s", server, *args], env={"LRUKV_TRANSPORT": None})
+
+    assert cli("put", "session", "x", "--ttl", "300").exit_code == 0
+    assert cli("put", "forever", "y").exit_code == 0
+    assert cli("get", "absent").exit_code == 1  # one miss
+
+    stats = cli("--json", "stats")
+    assert stats.exit_code == 0, stats.output
+    data = json.loads(stats.stdout)
+    assert (data["size"], data["capacity"], data["shards"], data["items_per_shard"]) == (
+        2, 1000, 10, 100,
+    )  # fmt: skip
+    assert data["misses"] == 1 and data["max_key_bytes"] == 1024
+    assert data["evictions"] == {"capacity": 0, "bytes": 0, "expired": 0}
+    assert "2 of 1,000 items" in cli("stats").stdout
+
+    assert cli("exists", "session").stdout == "exists\n"
+    absent = cli("exists", "nope")
+    assert (absent.exit_code, absent.stdout) == (1, "absent\n")
+    assert 0 < float(cli("ttl", "session").stdout) <= 300
+    assert cli("ttl", "forever").stdout == "none\n"
+    assert json.loads(cli("--json", "ttl", "forever").stdout) == {"key": "forever", "ttl": None}
+    missing = cli("ttl", "nope")
+    assert missing.exit_code == 1
+    assert "key not found: nope" in missing.stderr
+
+    # And once through the installed command.
+    installed = run("stats", server=server)
+    assert installed.returncode == 0, installed.stderr
+    assert b"of 1,000 items" in installed.stdout
+
+
+def test_bench_leaves_the_users_keys_alone(lrukv_server: ServerProcess, tmp_path: Path) -> None:
+    server = lrukv_server.rpc_addr
+    with Client(server) as kv:
+        for i in range(50):
+            kv.put(f"user:{i}", b"mine")
+    # The default keyspace (1,000) does not fit beside 50 keys in 1,000 places.
+    refused = run("bench", "--ops", "100", "-o", "-", server=server, timeout=120)
+    assert refused.returncode == 2
+    assert "would evict" in one_error_line(refused)
+    result = run(
+        "bench", "--ops", "500", "--keyspace", "200", "--prefix", "mine/", "-o", "-",
+        server=server, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    with Client(server) as kv:
+        assert sorted(kv.keys()) == sorted(f"user:{i}" for i in range(50))
+    kept = run(
+        "bench", "--ops", "100", "--keyspace", "20", "--prefix", "mine/", "--keep", "-o", "-",
+        server=server, timeout=120,
+    )  # fmt: skip
+    assert kept.returncode == 0, kept.stderr.decode()
+    with Client(server) as kv:
+        listed = kv.keys()
+    assert any(key.startswith("mine/") for key in listed)

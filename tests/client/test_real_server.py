@@ -26,6 +26,7 @@ from lrukv_client import (
     KeyNotFound,
     Retry,
     ServerInfo,
+    StoreStats,
     Unavailable,
     ValueTooLarge,
 )
@@ -298,3 +299,73 @@ def _get_or_error(kv: AnyClient, key: str) -> object:
         return kv.get(key)
     except Exception as exc:
         return exc
+
+
+# -- stats, ttl, exists ------------------------------------------------------------------
+
+
+def test_stats_report_size_capacity_limits_and_counters(kv: AnyClient, prefix: str) -> None:
+    before = kv.stats()
+    assert isinstance(before, StoreStats)
+    assert (before.capacity, before.shards, before.items_per_shard) == (1000, 10, 100)
+    assert before.max_value_bytes == MAX_VALUE
+    assert before.max_key_bytes == 1024
+    assert before.max_bytes is None
+    kv.put(prefix + "k", b"value")
+    kv.get(prefix + "k")
+    with pytest.raises(KeyNotFound):
+        kv.get(prefix + "absent")
+    after = kv.stats()
+    assert after.size >= 1
+    assert after.bytes >= len(prefix + "k") + len(b"value")
+    assert after.hits >= before.hits + 1
+    assert after.misses >= before.misses + 1
+    assert set(after.evictions) == {"capacity", "bytes", "expired"}
+
+
+def test_ttl_and_exists(kv: AnyClient, prefix: str) -> None:
+    kv.put(prefix + "forever", b"v")
+    kv.put(prefix + "soon", b"v", ttl=100)
+    assert kv.ttl(prefix + "forever") is None
+    remaining = kv.ttl(prefix + "soon")
+    assert remaining is not None and 0 < remaining <= 100
+    assert kv.exists(prefix + "soon") is True
+    assert kv.exists(prefix + "absent") is False
+    with pytest.raises(KeyNotFound):
+        kv.ttl(prefix + "absent")
+    with pytest.raises(InvalidArgument):
+        kv.ttl("bad\x01key")
+
+
+def test_ttl_and_exists_do_not_count_as_a_use(transport: str, tmp_path: Path) -> None:
+    # One shard of two items: asking about "old" must not save it from eviction.
+    # With a transaction log, so the service reads through the logged store too.
+    process = start_server(
+        tmp_path, "--shards", "1", "--items-per-shard", "2", "--db-logger", "file"
+    )
+    try:
+        with open_client(transport, process) as kv:
+            kv.put("old", b"1")
+            kv.put("new", b"2")
+            hits = kv.stats().hits
+            assert kv.exists("old") and kv.ttl("old") is None
+            kv.put("newest", b"3")
+            assert kv.exists("old") is False
+            stats = kv.stats()
+            assert stats.hits == hits
+            assert stats.evictions["capacity"] == 1
+    finally:
+        process.stop()
+
+
+def test_the_asyncio_client_has_stats_ttl_and_exists(server: ServerProcess, prefix: str) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(server.rpc_addr) as kv:
+            await kv.put(prefix + "a", b"x", ttl=50)
+            assert (await kv.stats()).capacity == 1000
+            remaining = await kv.ttl(prefix + "a")
+            assert remaining is not None and 0 < remaining <= 50
+            assert await kv.exists(prefix + "a") is True
+            assert await kv.exists(prefix + "b") is False
+
+    asyncio.run(scenario())

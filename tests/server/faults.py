@@ -37,6 +37,7 @@ from lrukv_server.service.base import (
     KVService,
     MemberStatus,
     ServerInfo,
+    StoreStats,
 )
 
 __all__ = [
@@ -148,6 +149,13 @@ class FaultyService:
     def servers(self) -> list[ServerInfo]:
         return self._inner.servers()
 
+    def stats(self) -> StoreStats:
+        return self._inner.stats()
+
+    def ttl(self, key: str, *, consistency: Consistency = Consistency.DEFAULT) -> float | None:
+        self._check(key)
+        return self._inner.ttl(key, consistency=consistency)
+
     def health(self) -> Health:
         return self._inner.health()
 
@@ -213,6 +221,18 @@ class FakeService:
     def servers(self) -> list[ServerInfo]:
         self._record("servers")
         return [self.node]
+
+    def stats(self) -> StoreStats:
+        self._record("stats")
+        size = len(self.data)
+        nbytes = sum(len(k.encode()) + len(v) for k, v in self.data.items())
+        return StoreStats(size, 1000, 10, 100, nbytes, None, 1024, None, 0, 0, {})
+
+    def ttl(self, key: str, *, consistency: Consistency = Consistency.DEFAULT) -> float | None:
+        self._record("ttl", key, consistency)
+        if key not in self.data:
+            raise KeyNotFound(key)
+        return None
 
     def health(self) -> Health:
         return self.health_value
