@@ -43,7 +43,14 @@ try:
         ValueTooLarge,
     )
     from lrukv_client.http_client import DEFAULT_HTTP_PORT, DEFAULT_HTTP_SERVER, HttpClient
-    from lrukv_client.models import Consistency, ServerInfo, StoreStats, TLSConfig
+    from lrukv_client.models import (
+        ClusterMember,
+        ClusterStatus,
+        Consistency,
+        ServerInfo,
+        StoreStats,
+        TLSConfig,
+    )
     from lrukv_client.retry import Retry, RetryCall
     from lrukv_client.stream import ItemStream
 except ModuleNotFoundError as _missing:
@@ -77,6 +84,8 @@ __all__ = [
     "AsyncClient",
     "AsyncItemStream",
     "Client",
+    "ClusterMember",
+    "ClusterStatus",
     "Consistency",
     "ConstantBackoff",
     "DeadlineExceeded",

@@ -21,7 +21,14 @@ from lrukv_client.errors import (
     Unreachable,
     ValueTooLarge,
 )
-from lrukv_client.models import Consistency, ServerInfo, StoreStats, TLSConfig
+from lrukv_client.models import (
+    ClusterMember,
+    ClusterStatus,
+    Consistency,
+    ServerInfo,
+    StoreStats,
+    TLSConfig,
+)
 from lrukv_proto import ERROR_CODE_METADATA, LEADER_HTTP_METADATA, LEADER_RPC_METADATA
 from lrukv_proto.v1 import kv_pb2
 
@@ -84,6 +91,29 @@ def server_info(server: kv_pb2.Server) -> ServerInfo:
         rpc_addr=server.rpc_addr,
         http_addr=server.http_addr,
         is_leader=server.is_leader,
+    )
+
+
+def cluster_member(member: kv_pb2.ClusterMember) -> ClusterMember:
+    return ClusterMember(
+        id=member.id,
+        raft_addr=member.raft_addr,
+        http_addr=member.http_addr,
+        grpc_addr=member.grpc_addr,
+        reachable=member.reachable,
+    )
+
+
+def cluster_status(response: kv_pb2.GetServersResponse) -> ClusterStatus:
+    return ClusterStatus(
+        node_id=response.node_id,
+        role=response.role,
+        term=response.term,
+        commit_index=response.commit_index,
+        applied_index=response.applied_index,
+        leader=cluster_member(response.leader) if response.HasField("leader") else None,
+        members=tuple(cluster_member(m) for m in response.members),
+        digest=response.digest or None,
     )
 
 

@@ -23,6 +23,7 @@ from lrukv_client._grpc_common import (
     ChannelOptions,
     channel_credentials,
     channel_options,
+    cluster_status,
     consistency_pb,
     error_from_rpc,
     server_info,
@@ -38,6 +39,7 @@ from lrukv_client.errors import (
     Unreachable,
 )
 from lrukv_client.models import (
+    ClusterStatus,
     Consistency,
     ServerInfo,
     StoreStats,
@@ -179,6 +181,25 @@ class Client:
         request = kv_pb2.GetServersRequest()
         response = self._unary(lambda stub, t: stub.GetServers(request, timeout=t), timeout=timeout)
         return [server_info(server) for server in response.servers]
+
+    def cluster_status(
+        self, *, digest: bool = False, timeout: float | None = None
+    ) -> ClusterStatus:
+        """The node's view of the cluster (role, term, indexes, leader, members);
+        with *digest*, its store's digest too. Asks the node it is pointed at."""
+        request = kv_pb2.GetServersRequest(digest=digest)
+        response = self._unary(lambda stub, t: stub.GetServers(request, timeout=t), timeout=timeout)
+        return cluster_status(response)
+
+    def add_member(self, raft_addr: str, *, timeout: float | None = None) -> None:
+        """Add a voting member by its Raft address (``host:port``)."""
+        request = kv_pb2.AddMemberRequest(raft_addr=raft_addr)
+        self._unary(lambda stub, t: stub.AddMember(request, timeout=t), timeout=timeout)
+
+    def remove_member(self, raft_addr: str, *, timeout: float | None = None) -> None:
+        """Remove a voting member by its Raft address."""
+        request = kv_pb2.RemoveMemberRequest(raft_addr=raft_addr)
+        self._unary(lambda stub, t: stub.RemoveMember(request, timeout=t), timeout=timeout)
 
     def stats(self, *, timeout: float | None = None) -> StoreStats:
         """The node's size, capacity, limits and counters."""

@@ -47,6 +47,8 @@ from lrukv_client.errors import (
     ValueTooLarge,
 )
 from lrukv_client.models import (
+    ClusterMember,
+    ClusterStatus,
     Consistency,
     ServerInfo,
     StoreStats,
@@ -217,6 +219,35 @@ class HttpClient:
             ]
         except (KeyError, TypeError) as exc:
             raise ServerError(f"{self.server}: malformed server list: {exc!r}") from exc
+
+    def cluster_status(
+        self, *, digest: bool = False, timeout: float | None = None
+    ) -> ClusterStatus:
+        """The node's view of the cluster (``GET /v1/util/cluster``)."""
+        path = "/v1/util/cluster?digest=1" if digest else "/v1/util/cluster"
+        body = _json(self._call("GET", path, timeout=timeout))
+        try:
+            leader = body["leader"]
+            return ClusterStatus(
+                node_id=str(body["node_id"]),
+                role=str(body["role"]),
+                term=int(body["term"]),
+                commit_index=int(body["commit_index"]),
+                applied_index=int(body["applied_index"]),
+                leader=None if leader is None else ClusterMember(**leader),
+                members=tuple(ClusterMember(**m) for m in body["members"]),
+                digest=body.get("digest"),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ServerError(f"{self.server}: malformed cluster status: {exc!r}") from exc
+
+    def add_member(self, raft_addr: str, *, timeout: float | None = None) -> None:
+        """Membership changes are gRPC calls (``Client.add_member``)."""
+        raise InvalidArgument("changing cluster membership needs gRPC: use --transport grpc")
+
+    def remove_member(self, raft_addr: str, *, timeout: float | None = None) -> None:
+        """Membership changes are gRPC calls (``Client.remove_member``)."""
+        raise InvalidArgument("changing cluster membership needs gRPC: use --transport grpc")
 
     def stats(self, *, timeout: float | None = None) -> StoreStats:
         """The node's size, capacity, limits and counters (``GET /v1/util/stats``)."""

@@ -10,6 +10,8 @@ from pathlib import Path
 from lrukv_client.errors import InvalidArgument
 
 __all__ = [
+    "ClusterMember",
+    "ClusterStatus",
     "Consistency",
     "ServerInfo",
     "StoreStats",
@@ -57,6 +59,34 @@ class ServerInfo:
     rpc_addr: str
     http_addr: str
     is_leader: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterMember:
+    """A cluster member as the node asked sees it (empty addresses: not learned yet)."""
+
+    id: str
+    raft_addr: str
+    http_addr: str
+    grpc_addr: str
+    reachable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatus:
+    """The node asked, at the top level: its role (``leader``, ``follower``,
+    ``candidate``), Raft term and indexes, the leader (None while unknown) and
+    the members. ``digest`` (when asked for) is the SHA-256 of its store's
+    snapshot: members at the same ``applied_index`` show the same one."""
+
+    node_id: str
+    role: str
+    term: int
+    commit_index: int
+    applied_index: int
+    leader: ClusterMember | None
+    members: tuple[ClusterMember, ...]
+    digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ Every error is one line on stderr, never a traceback (``LRUKV_DEBUG=1`` shows it
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import re
@@ -498,6 +499,61 @@ def servers(ctx: typer.Context) -> None:
         typer.echo(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
+
+
+cluster_app = typer.Typer(help="A Raft cluster: its status, and membership changes.")
+app.add_typer(cluster_app, name="cluster")
+
+
+@cluster_app.command("status")
+def cluster_status(
+    ctx: typer.Context,
+    digest: bool = typer.Option(False, "--digest", help="Also show the store's digest."),
+) -> None:
+    """Show the node's role, term and indexes, the leader, and every member."""
+    status = _run(ctx, lambda kv: kv.cluster_status(digest=digest))
+    if ctx.obj.json:
+        _echo_json(dataclasses.asdict(status))
+        return
+    leader = status.leader
+    lines = [
+        ("node", f"{status.node_id} ({status.role}, term {status.term})"),
+        ("indexes", f"commit {status.commit_index:,}, applied {status.applied_index:,}"),
+        ("leader", "none known" if leader is None else f"{leader.id or '?'} {leader.raft_addr}"),
+    ]
+    if status.digest:
+        lines.append(("digest", status.digest))
+    for name, text in lines:
+        typer.echo(f"{name:<8} {text}")
+    rows = [("ID", "RAFT", "GRPC", "HTTP", "REACHABLE")] + [
+        (m.id or "?", m.raft_addr, m.grpc_addr, m.http_addr, "yes" if m.reachable else "no")
+        for m in status.members
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        typer.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+@cluster_app.command("add")
+def cluster_add(
+    ctx: typer.Context,
+    raft_addr: str = typer.Argument(..., help="The new member's Raft address, HOST:PORT."),
+) -> None:
+    """Add a voting member (then start it with --join, or with the members as --peers)."""
+    _run(ctx, lambda kv: kv.add_member(raft_addr))
+    typer.echo(f"added {raft_addr}")
+
+
+@cluster_app.command("remove")
+def cluster_remove(
+    ctx: typer.Context,
+    raft_addr: str = typer.Argument(..., help="The member's Raft address, HOST:PORT."),
+) -> None:
+    """Remove a voting member (the leader cannot remove itself)."""
+    _run(ctx, lambda kv: kv.remove_member(raft_addr))
+    typer.echo(f"removed {raft_addr}")
 
 
 # The readable names and the original's, both listed in --help.

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11lrukv/v1/kv.proto\x12\x08lrukv.v1\"R\n\nPutRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x18\n\x0bttl_seconds\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x0e\n\x0c_ttl_seconds\"\r\n\x0bPutResponse\"E\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32\x15.lrukv.v1.Consistency\"\x1c\n\x0bGetResponse\x12\r\n\x05value\x18\x01 \x01(\x0c\"\x1c\n\rDeleteRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"<\n\x0eGetKeysRequest\x12*\n\x0b\x63onsistency\x18\x01 \x01(\x0e\x32\x15.lrukv.v1.Consistency\"\x1f\n\x0fGetKeysResponse\x12\x0c\n\x04keys\x18\x01 \x03(\t\"B\n\x14GetKeysValuesRequest\x12*\n\x0b\x63onsistency\x18\x01 \x01(\x0e\x32\x15.lrukv.v1.Consistency\"&\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x13\n\x11GetServersRequest\"L\n\x06Server\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08rpc_addr\x18\x02 \x01(\t\x12\x11\n\thttp_addr\x18\x03 \x01(\t\x12\x11\n\tis_leader\x18\x04 \x01(\x08\"7\n\x12GetServersResponse\x12!\n\x07servers\x18\x01 \x03(\x0b\x32\x10.lrukv.v1.Server\"\x0e\n\x0cStatsRequest\"\xe1\x02\n\rStatsResponse\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x04\x12\x0e\n\x06shards\x18\x03 \x01(\r\x12\x17\n\x0fitems_per_shard\x18\x04 \x01(\x04\x12\r\n\x05\x62ytes\x18\x05 \x01(\x04\x12\x16\n\tmax_bytes\x18\x06 \x01(\x04H\x00\x88\x01\x01\x12\x15\n\rmax_key_bytes\x18\x07 \x01(\x04\x12\x1c\n\x0fmax_value_bytes\x18\x08 \x01(\x04H\x01\x88\x01\x01\x12\x0c\n\x04hits\x18\t \x01(\x04\x12\x0e\n\x06misses\x18\n \x01(\x04\x12\x39\n\tevictions\x18\x0b \x03(\x0b\x32&.lrukv.v1.StatsResponse.EvictionsEntry\x1a\x30\n\x0e\x45victionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x42\x0c\n\n_max_bytesB\x12\n\x10_max_value_bytes\"E\n\nTtlRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32\x15.lrukv.v1.Consistency\"7\n\x0bTtlResponse\x12\x18\n\x0bttl_seconds\x18\x01 \x01(\x01H\x00\x88\x01\x01\x42\x0e\n\x0c_ttl_seconds*[\n\x0b\x43onsistency\x12\x17\n\x13\x43ONSISTENCY_DEFAULT\x10\x00\x12\x15\n\x11\x43ONSISTENCY_STALE\x10\x01\x12\x1c\n\x18\x43ONSISTENCY_LINEARIZABLE\x10\x02\x32\xe7\x03\n\x02KV\x12\x32\n\x03Put\x12\x14.lrukv.v1.PutRequest\x1a\x15.lrukv.v1.PutResponse\x12\x32\n\x03Get\x12\x14.lrukv.v1.GetRequest\x1a\x15.lrukv.v1.GetResponse\x12;\n\x06\x44\x65lete\x12\x17.lrukv.v1.DeleteRequest\x1a\x18.lrukv.v1.DeleteResponse\x12>\n\x07GetKeys\x12\x18.lrukv.v1.GetKeysRequest\x1a\x19.lrukv.v1.GetKeysResponse\x12\x45\n\rGetKeysValues\x12\x1e.lrukv.v1.GetKeysValuesRequest\x1a\x12.lrukv.v1.KeyValue0\x01\x12G\n\nGetServers\x12\x1b.lrukv.v1.GetServersRequest\x1a\x1c.lrukv.v1.GetServersResponse\x12\x38\n\x05Stats\x12\x16.lrukv.v1.StatsRequest\x1a\x17.lrukv.v1.StatsResponse\x12\x32\n\x03Ttl\x12\x14.lrukv.v1.TtlRequest\x1a\x15.lrukv.v1.TtlResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11lrukv/v1/kv.proto\x12\x08lrukv.v1\"R\n\nPutRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x18\n\x0bttl_seconds\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x0e\n\x0c_ttl_seconds\"\r\n\x0bPutResponse\"E\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32\x15.lrukv.v1.Consistency\"\x1c\n\x0bGetResponse\x12\r\n\x05value\x18\x01 \x01(\x0c\"\x1c\n\rDeleteRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"<\n\x0eGetKeysRequest\x12*\n\x0b\x63onsistency\x18\x01 \x01(\x0e\x32\x15.lrukv.v1.Consistency\"\x1f\n\x0fGetKeysResponse\x12\x0c\n\x04keys\x18\x01 \x03(\t\"B\n\x14GetKeysValuesRequest\x12*\n\x0b\x63onsistency\x18\x01 \x01(\x0e\x32\x15.lrukv.v1.Consistency\"&\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"#\n\x11GetServersRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\x08\"g\n\rClusterMember\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\traft_addr\x18\x02 \x01(\t\x12\x11\n\thttp_addr\x18\x03 \x01(\t\x12\x11\n\tgrpc_addr\x18\x04 \x01(\t\x12\x11\n\treachable\x18\x05 \x01(\x08\"L\n\x06Server\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08rpc_addr\x18\x02 \x01(\t\x12\x11\n\thttp_addr\x18\x03 \x01(\t\x12\x11\n\tis_leader\x18\x04 \x01(\x08\"\xf4\x01\n\x12GetServersResponse\x12!\n\x07servers\x18\x01 \x03(\x0b\x32\x10.lrukv.v1.Server\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0c\n\x04term\x18\x04 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x05 \x01(\x04\x12\x15\n\rapplied_index\x18\x06 \x01(\x04\x12\'\n\x06leader\x18\x07 \x01(\x0b\x32\x17.lrukv.v1.ClusterMember\x12(\n\x07members\x18\x08 \x03(\x0b\x32\x17.lrukv.v1.ClusterMember\x12\x0e\n\x06\x64igest\x18\t \x01(\t\"%\n\x10\x41\x64\x64MemberRequest\x12\x11\n\traft_addr\x18\x01 \x01(\t\"\x13\n\x11\x41\x64\x64MemberResponse\"(\n\x13RemoveMemberRequest\x12\x11\n\traft_addr\x18\x01 \x01(\t\"\x16\n\x14RemoveMemberResponse\"\x0e\n\x0cStatsRequest\"\xe1\x02\n\rStatsResponse\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x04\x12\x0e\n\x06shards\x18\x03 \x01(\r\x12\x17\n\x0fitems_per_shard\x18\x04 \x01(\x04\x12\r\n\x05\x62ytes\x18\x05 \x01(\x04\x12\x16\n\tmax_bytes\x18\x06 \x01(\x04H\x00\x88\x01\x01\x12\x15\n\rmax_key_bytes\x18\x07 \x01(\x04\x12\x1c\n\x0fmax_value_bytes\x18\x08 \x01(\x04H\x01\x88\x01\x01\x12\x0c\n\x04hits\x18\t \x01(\x04\x12\x0e\n\x06misses\x18\n \x01(\x04\x12\x39\n\tevictions\x18\x0b \x03(\x0b\x32&.lrukv.v1.StatsResponse.EvictionsEntry\x1a\x30\n\x0e\x45victionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x42\x0c\n\n_max_bytesB\x12\n\x10_max_value_bytes\"E\n\nTtlRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32\x15.lrukv.v1.Consistency\"7\n\x0bTtlResponse\x12\x18\n\x0bttl_seconds\x18\x01 \x01(\x01H\x00\x88\x01\x01\x42\x0e\n\x0c_ttl_seconds*[\n\x0b\x43onsistency\x12\x17\n\x13\x43ONSISTENCY_DEFAULT\x10\x00\x12\x15\n\x11\x43ONSISTENCY_STALE\x10\x01\x12\x1c\n\x18\x43ONSISTENCY_LINEARIZABLE\x10\x02\x32\xfc\x04\n\x02KV\x12\x32\n\x03Put\x12\x14.lrukv.v1.PutRequest\x1a\x15.lrukv.v1.PutResponse\x12\x32\n\x03Get\x12\x14.lrukv.v1.GetRequest\x1a\x15.lrukv.v1.GetResponse\x12;\n\x06\x44\x65lete\x12\x17.lrukv.v1.DeleteRequest\x1a\x18.lrukv.v1.DeleteResponse\x12>\n\x07GetKeys\x12\x18.lrukv.v1.GetKeysRequest\x1a\x19.lrukv.v1.GetKeysResponse\x12\x45\n\rGetKeysValues\x12\x1e.lrukv.v1.GetKeysValuesRequest\x1a\x12.lrukv.v1.KeyValue0\x01\x12G\n\nGetServers\x12\x1b.lrukv.v1.GetServersRequest\x1a\x1c.lrukv.v1.GetServersResponse\x12\x38\n\x05Stats\x12\x16.lrukv.v1.StatsRequest\x1a\x17.lrukv.v1.StatsResponse\x12\x32\n\x03Ttl\x12\x14.lrukv.v1.TtlRequest\x1a\x15.lrukv.v1.TtlResponse\x12\x44\n\tAddMember\x12\x1a.lrukv.v1.AddMemberRequest\x1a\x1b.lrukv.v1.AddMemberResponse\x12M\n\x0cRemoveMember\x12\x1d.lrukv.v1.RemoveMemberRequest\x1a\x1e.lrukv.v1.RemoveMemberResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STATSRESPONSE_EVICTIONSENTRY']._loaded_options = None
   _globals['_STATSRESPONSE_EVICTIONSENTRY']._serialized_options = b'8\001'
-  _globals['_CONSISTENCY']._serialized_start=1155
-  _globals['_CONSISTENCY']._serialized_end=1246
+  _globals['_CONSISTENCY']._serialized_start=1592
+  _globals['_CONSISTENCY']._serialized_end=1683
   _globals['_PUTREQUEST']._serialized_start=31
   _globals['_PUTREQUEST']._serialized_end=113
   _globals['_PUTRESPONSE']._serialized_start=115
@@ -56,21 +56,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_KEYVALUE']._serialized_start=459
   _globals['_KEYVALUE']._serialized_end=497
   _globals['_GETSERVERSREQUEST']._serialized_start=499
-  _globals['_GETSERVERSREQUEST']._serialized_end=518
-  _globals['_SERVER']._serialized_start=520
-  _globals['_SERVER']._serialized_end=596
-  _globals['_GETSERVERSRESPONSE']._serialized_start=598
-  _globals['_GETSERVERSRESPONSE']._serialized_end=653
-  _globals['_STATSREQUEST']._serialized_start=655
-  _globals['_STATSREQUEST']._serialized_end=669
-  _globals['_STATSRESPONSE']._serialized_start=672
-  _globals['_STATSRESPONSE']._serialized_end=1025
-  _globals['_STATSRESPONSE_EVICTIONSENTRY']._serialized_start=943
-  _globals['_STATSRESPONSE_EVICTIONSENTRY']._serialized_end=991
-  _globals['_TTLREQUEST']._serialized_start=1027
-  _globals['_TTLREQUEST']._serialized_end=1096
-  _globals['_TTLRESPONSE']._serialized_start=1098
-  _globals['_TTLRESPONSE']._serialized_end=1153
-  _globals['_KV']._serialized_start=1249
-  _globals['_KV']._serialized_end=1736
+  _globals['_GETSERVERSREQUEST']._serialized_end=534
+  _globals['_CLUSTERMEMBER']._serialized_start=536
+  _globals['_CLUSTERMEMBER']._serialized_end=639
+  _globals['_SERVER']._serialized_start=641
+  _globals['_SERVER']._serialized_end=717
+  _globals['_GETSERVERSRESPONSE']._serialized_start=720
+  _globals['_GETSERVERSRESPONSE']._serialized_end=964
+  _globals['_ADDMEMBERREQUEST']._serialized_start=966
+  _globals['_ADDMEMBERREQUEST']._serialized_end=1003
+  _globals['_ADDMEMBERRESPONSE']._serialized_start=1005
+  _globals['_ADDMEMBERRESPONSE']._serialized_end=1024
+  _globals['_REMOVEMEMBERREQUEST']._serialized_start=1026
+  _globals['_REMOVEMEMBERREQUEST']._serialized_end=1066
+  _globals['_REMOVEMEMBERRESPONSE']._serialized_start=1068
+  _globals['_REMOVEMEMBERRESPONSE']._serialized_end=1090
+  _globals['_STATSREQUEST']._serialized_start=1092
+  _globals['_STATSREQUEST']._serialized_end=1106
+  _globals['_STATSRESPONSE']._serialized_start=1109
+  _globals['_STATSRESPONSE']._serialized_end=1462
+  _globals['_STATSRESPONSE_EVICTIONSENTRY']._serialized_start=1380
+  _globals['_STATSRESPONSE_EVICTIONSENTRY']._serialized_end=1428
+  _globals['_TTLREQUEST']._serialized_start=1464
+  _globals['_TTLREQUEST']._serialized_end=1533
+  _globals['_TTLRESPONSE']._serialized_start=1535
+  _globals['_TTLRESPONSE']._serialized_end=1590
+  _globals['_KV']._serialized_start=1686
+  _globals['_KV']._serialized_end=2322
 # @@protoc_insertion_point(module_scope)

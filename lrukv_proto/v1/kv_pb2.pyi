@@ -265,16 +265,58 @@ Global___KeyValue: _TypeAlias = KeyValue  # noqa: Y015
 class GetServersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    DIGEST_FIELD_NUMBER: _builtins.int
+    digest: _builtins.bool
+    """Also compute the store's digest (SHA-256 of its snapshot: contents, expiry
+    times and recency order); members at the same applied_index agree on it.
+    """
     def __init__(
         self,
+        *,
+        digest: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetServersRequest: _TypeAlias = GetServersRequest  # noqa: Y015
+
+@_typing.final
+class ClusterMember(_message.Message):
+    """A cluster member as the answering node sees it; addresses it has not learned
+    yet are empty.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    RAFT_ADDR_FIELD_NUMBER: _builtins.int
+    HTTP_ADDR_FIELD_NUMBER: _builtins.int
+    GRPC_ADDR_FIELD_NUMBER: _builtins.int
+    REACHABLE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    raft_addr: _builtins.str
+    http_addr: _builtins.str
+    grpc_addr: _builtins.str
+    reachable: _builtins.bool
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        raft_addr: _builtins.str = ...,
+        http_addr: _builtins.str = ...,
+        grpc_addr: _builtins.str = ...,
+        reachable: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grpc_addr", b"grpc_addr", "http_addr", b"http_addr", "id", b"id", "raft_addr", b"raft_addr", "reachable", b"reachable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClusterMember: _TypeAlias = ClusterMember  # noqa: Y015
 
 @_typing.final
 class Server(_message.Message):
@@ -311,20 +353,120 @@ class GetServersResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVERS_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    TERM_FIELD_NUMBER: _builtins.int
+    COMMIT_INDEX_FIELD_NUMBER: _builtins.int
+    APPLIED_INDEX_FIELD_NUMBER: _builtins.int
+    LEADER_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    """The answering node at the top level (as GET /v1/util/cluster)."""
+    role: _builtins.str
+    """leader | follower | candidate (a single node is its own leader, term 0)."""
+    term: _builtins.int
+    commit_index: _builtins.int
+    applied_index: _builtins.int
+    digest: _builtins.str
+    """Set only when asked for."""
     @_builtins.property
     def servers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Server]: ...
+    @_builtins.property
+    def leader(self) -> Global___ClusterMember:
+        """Unset while no leader is known."""
+
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClusterMember]: ...
     def __init__(
         self,
         *,
         servers: _abc.Iterable[Global___Server] | None = ...,
+        node_id: _builtins.str = ...,
+        role: _builtins.str = ...,
+        term: _builtins.int = ...,
+        commit_index: _builtins.int = ...,
+        applied_index: _builtins.int = ...,
+        leader: Global___ClusterMember | None = ...,
+        members: _abc.Iterable[Global___ClusterMember] | None = ...,
+        digest: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["leader", b"leader"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["servers", b"servers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_index", b"applied_index", "commit_index", b"commit_index", "digest", b"digest", "leader", b"leader", "members", b"members", "node_id", b"node_id", "role", b"role", "servers", b"servers", "term", b"term"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetServersResponse: _TypeAlias = GetServersResponse  # noqa: Y015
+
+@_typing.final
+class AddMemberRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RAFT_ADDR_FIELD_NUMBER: _builtins.int
+    raft_addr: _builtins.str
+    """The new member's Raft address, host:port."""
+    def __init__(
+        self,
+        *,
+        raft_addr: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["raft_addr", b"raft_addr"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddMemberRequest: _TypeAlias = AddMemberRequest  # noqa: Y015
+
+@_typing.final
+class AddMemberResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddMemberResponse: _TypeAlias = AddMemberResponse  # noqa: Y015
+
+@_typing.final
+class RemoveMemberRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RAFT_ADDR_FIELD_NUMBER: _builtins.int
+    raft_addr: _builtins.str
+    def __init__(
+        self,
+        *,
+        raft_addr: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["raft_addr", b"raft_addr"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveMemberRequest: _TypeAlias = RemoveMemberRequest  # noqa: Y015
+
+@_typing.final
+class RemoveMemberResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveMemberResponse: _TypeAlias = RemoveMemberResponse  # noqa: Y015
 
 @_typing.final
 class StatsRequest(_message.Message):

@@ -74,6 +74,16 @@ class KVStub:
                 request_serializer=lrukv_dot_v1_dot_kv__pb2.TtlRequest.SerializeToString,
                 response_deserializer=lrukv_dot_v1_dot_kv__pb2.TtlResponse.FromString,
                 _registered_method=True)
+        self.AddMember = channel.unary_unary(
+                '/lrukv.v1.KV/AddMember',
+                request_serializer=lrukv_dot_v1_dot_kv__pb2.AddMemberRequest.SerializeToString,
+                response_deserializer=lrukv_dot_v1_dot_kv__pb2.AddMemberResponse.FromString,
+                _registered_method=True)
+        self.RemoveMember = channel.unary_unary(
+                '/lrukv.v1.KV/RemoveMember',
+                request_serializer=lrukv_dot_v1_dot_kv__pb2.RemoveMemberRequest.SerializeToString,
+                response_deserializer=lrukv_dot_v1_dot_kv__pb2.RemoveMemberResponse.FromString,
+                _registered_method=True)
 
 
 class KVServicer:
@@ -136,6 +146,21 @@ class KVServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddMember(self, request, context):
+        """AddMember adds a voting member to the Raft cluster (start the new node with
+        --join, or with the members as --peers). INVALID_ARGUMENT on a single node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveMember(self, request, context):
+        """RemoveMember removes a voting member and forgets its addresses.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KVServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -178,6 +203,16 @@ def add_KVServicer_to_server(servicer, server):
                     servicer.Ttl,
                     request_deserializer=lrukv_dot_v1_dot_kv__pb2.TtlRequest.FromString,
                     response_serializer=lrukv_dot_v1_dot_kv__pb2.TtlResponse.SerializeToString,
+            ),
+            'AddMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddMember,
+                    request_deserializer=lrukv_dot_v1_dot_kv__pb2.AddMemberRequest.FromString,
+                    response_serializer=lrukv_dot_v1_dot_kv__pb2.AddMemberResponse.SerializeToString,
+            ),
+            'RemoveMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveMember,
+                    request_deserializer=lrukv_dot_v1_dot_kv__pb2.RemoveMemberRequest.FromString,
+                    response_serializer=lrukv_dot_v1_dot_kv__pb2.RemoveMemberResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -396,6 +431,60 @@ class KV:
             '/lrukv.v1.KV/Ttl',
             lrukv_dot_v1_dot_kv__pb2.TtlRequest.SerializeToString,
             lrukv_dot_v1_dot_kv__pb2.TtlResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lrukv.v1.KV/AddMember',
+            lrukv_dot_v1_dot_kv__pb2.AddMemberRequest.SerializeToString,
+            lrukv_dot_v1_dot_kv__pb2.AddMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lrukv.v1.KV/RemoveMember',
+            lrukv_dot_v1_dot_kv__pb2.RemoveMemberRequest.SerializeToString,
+            lrukv_dot_v1_dot_kv__pb2.RemoveMemberResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,6 +65,12 @@ class KVStub:
     """Ttl tells whether a key exists and how long it has left, without making it
     the most recently used and without counting as a hit or a miss.
     """
+    AddMember: _grpc.UnaryUnaryMultiCallable[_kv_pb2.AddMemberRequest, _kv_pb2.AddMemberResponse]
+    """AddMember adds a voting member to the Raft cluster (start the new node with
+    --join, or with the members as --peers). INVALID_ARGUMENT on a single node.
+    """
+    RemoveMember: _grpc.UnaryUnaryMultiCallable[_kv_pb2.RemoveMemberRequest, _kv_pb2.RemoveMemberResponse]
+    """RemoveMember removes a voting member and forgets its addresses."""
 
 @_typing.type_check_only
 class KVAsyncStub(KVStub):
@@ -87,6 +93,12 @@ class KVAsyncStub(KVStub):
     """Ttl tells whether a key exists and how long it has left, without making it
     the most recently used and without counting as a hit or a miss.
     """
+    AddMember: _aio.UnaryUnaryMultiCallable[_kv_pb2.AddMemberRequest, _kv_pb2.AddMemberResponse]  # type: ignore[assignment]
+    """AddMember adds a voting member to the Raft cluster (start the new node with
+    --join, or with the members as --peers). INVALID_ARGUMENT on a single node.
+    """
+    RemoveMember: _aio.UnaryUnaryMultiCallable[_kv_pb2.RemoveMemberRequest, _kv_pb2.RemoveMemberResponse]  # type: ignore[assignment]
+    """RemoveMember removes a voting member and forgets its addresses."""
 
 class KVServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -154,5 +166,23 @@ class KVServicer(metaclass=_abc_1.ABCMeta):
         """Ttl tells whether a key exists and how long it has left, without making it
         the most recently used and without counting as a hit or a miss.
         """
+
+    @_abc_1.abstractmethod
+    def AddMember(
+        self,
+        request: _kv_pb2.AddMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_kv_pb2.AddMemberResponse, _abc.Awaitable[_kv_pb2.AddMemberResponse]]:
+        """AddMember adds a voting member to the Raft cluster (start the new node with
+        --join, or with the members as --peers). INVALID_ARGUMENT on a single node.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveMember(
+        self,
+        request: _kv_pb2.RemoveMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_kv_pb2.RemoveMemberResponse, _abc.Awaitable[_kv_pb2.RemoveMemberResponse]]:
+        """RemoveMember removes a voting member and forgets its addresses."""
 
 def add_KVServicer_to_server(servicer: KVServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

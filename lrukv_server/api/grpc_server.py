@@ -34,7 +34,7 @@ from lrukv_proto import (
 from lrukv_proto.v1 import kv_pb2
 from lrukv_server.api.status import INTERNAL, message_of, status_of
 from lrukv_server.errors import InvalidRequest, NotLeader
-from lrukv_server.service.base import Consistency, KVService
+from lrukv_server.service.base import Consistency, KVService, MemberStatus
 
 __all__ = ["KV_SERVICE_NAME", "GrpcServer", "Malformed", "kv_method_handlers"]
 
@@ -183,16 +183,49 @@ class _Handlers:
             _malformed(context, "GetServers", request)
         try:
             servers = self._service.servers()
+            status = self._service.cluster_status(digest=request.digest)
         except Exception as exc:
             _abort(context, exc)
-        return kv_pb2.GetServersResponse(
+        response = kv_pb2.GetServersResponse(
             servers=[
                 kv_pb2.Server(
                     id=s.id, rpc_addr=s.rpc_addr, http_addr=s.http_addr, is_leader=s.is_leader
                 )
                 for s in servers
-            ]
+            ],
+            node_id=status.node_id,
+            role=status.role,
+            term=status.term,
+            commit_index=status.commit_index,
+            applied_index=status.applied_index,
+            members=[_member(m) for m in status.members],
+            digest=status.digest or "",
         )
+        if status.leader is not None:
+            response.leader.CopyFrom(_member(status.leader))
+        return response
+
+    def add_member(
+        self, request: kv_pb2.AddMemberRequest | Malformed, context: grpc.ServicerContext
+    ) -> kv_pb2.AddMemberResponse:
+        if isinstance(request, Malformed):
+            _malformed(context, "AddMember", request)
+        try:
+            self._service.add_member(request.raft_addr)
+        except Exception as exc:
+            _abort(context, exc)
+        return kv_pb2.AddMemberResponse()
+
+    def remove_member(
+        self, request: kv_pb2.RemoveMemberRequest | Malformed, context: grpc.ServicerContext
+    ) -> kv_pb2.RemoveMemberResponse:
+        if isinstance(request, Malformed):
+            _malformed(context, "RemoveMember", request)
+        try:
+            self._service.remove_member(request.raft_addr)
+        except Exception as exc:
+            _abort(context, exc)
+        return kv_pb2.RemoveMemberResponse()
 
     def stats(
         self, request: kv_pb2.StatsRequest | Malformed, context: grpc.ServicerContext
@@ -277,7 +310,27 @@ def kv_method_handlers(service: KVService) -> dict[str, grpc.RpcMethodHandler[An
             request_deserializer=_parser(kv_pb2.TtlRequest),
             response_serializer=kv_pb2.TtlResponse.SerializeToString,
         ),
+        "AddMember": unary(
+            h.add_member,
+            request_deserializer=_parser(kv_pb2.AddMemberRequest),
+            response_serializer=kv_pb2.AddMemberResponse.SerializeToString,
+        ),
+        "RemoveMember": unary(
+            h.remove_member,
+            request_deserializer=_parser(kv_pb2.RemoveMemberRequest),
+            response_serializer=kv_pb2.RemoveMemberResponse.SerializeToString,
+        ),
     }
+
+
+def _member(member: MemberStatus) -> kv_pb2.ClusterMember:
+    return kv_pb2.ClusterMember(
+        id=member.id,
+        raft_addr=member.raft_addr,
+        http_addr=member.http_addr,
+        grpc_addr=member.grpc_addr,
+        reachable=member.reachable,
+    )
 
 
 def format_addr(host: str, port: int) -> str:

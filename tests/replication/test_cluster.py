@@ -309,3 +309,43 @@ def test_a_read_on_a_follower_protects_the_key_from_eviction_on_every_replica(
             assert _stale_get(node, "b") is None, node.name
     finally:
         cluster.stop_all()
+
+
+def test_the_cli_shows_the_cluster_and_a_removed_member_leaves_it(cluster: Cluster) -> None:
+    from typer.testing import CliRunner
+
+    from lrukv_client import ClusterStatus, HttpClient
+    from lrukv_client.cli import app
+
+    runner = CliRunner()
+    leader = cluster.wait_for_leader()
+    gone, stays = _followers(cluster, leader)
+
+    def lrukv(*args: str) -> dict[str, Any]:
+        result = runner.invoke(
+            app,
+            ["--server", leader.up.rpc_addr, "--timeout", "10", "--json", *args],
+            env={"LRUKV_SERVER": None, "LRUKV_TRANSPORT": None},
+        )
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout) if result.stdout.startswith("{") else {}
+
+    status = lrukv("cluster", "status", "--digest")
+    assert status["role"] == "leader" and status["node_id"] == leader.name
+    assert len(status["members"]) == 3 and len(status["digest"]) == 64
+    lrukv("cluster", "remove", gone.raft_addr)
+    cluster.stop(gone)
+    wait_until(
+        "the leader to list two members",
+        lambda: len(lrukv("cluster", "status")["members"]) == 2,
+    )
+    # a follower over HTTP agrees, and names the leader's APIs
+    with HttpClient(f"http://{stays.up.http_addr}", timeout=10) as kv:
+
+        def two_members() -> ClusterStatus | None:
+            status = kv.cluster_status()
+            return status if len(status.members) == 2 else None
+
+        seen = wait_until("the follower to list two members", two_members)
+        assert seen.leader is not None and seen.leader.grpc_addr == leader.up.rpc_addr
+        kv.put("after-removal", b"x")  # two of two still make a majority

@@ -450,6 +450,7 @@ def test_openapi_documents_exactly_the_routes_served(client: FlaskClient) -> Non
         "/v1/util/items",
         "/v1/util/servers",
         "/v1/util/stats",
+        "/v1/util/cluster",
         "/v1/util/ttl/{key}",
         "/healthz",
         "/readyz",
