@@ -30,11 +30,12 @@ from tests.harness import start_server
 
 # size name -> (cases per operation and phase, fewest cases the run must have made)
 _SIZES = {"ci": (10, 100), "full": (200, 1000)}
-_OPERATIONS = sum(  # every operation of docs/openapi.json is tested
+_OPERATIONS = sum(  # every operation of docs/openapi.json but the document's own
     len([m for m in ops if m != "parameters"])
-    for ops in json.loads((Path(__file__).parents[2] / "docs" / "openapi.json").read_text())[
+    for path, ops in json.loads((Path(__file__).parents[2] / "docs" / "openapi.json").read_text())[
         "paths"
-    ].values()
+    ].items()
+    if path != "/openapi.json"
 )
 
 
