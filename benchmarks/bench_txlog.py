@@ -367,6 +367,12 @@ def render(results: dict[str, object]) -> str:
     floor, interpreter, imports = restart["floor"], restart["interpreter"], restart["imports"]
     assert isinstance(floor, dict) and isinstance(interpreter, dict) and isinstance(imports, dict)
     apply_s = replay["recover_s"] - replay["replay_s"]
+    cpu_parts = {
+        "start-up": floor["cpu_s"],
+        "open and verify": replay["open_cpu_s"],
+        "decode": replay["iterate_cpu_s"],
+        "apply": replay["recover_cpu_s"] - replay["replay_cpu_s"],
+    }
     accounted = floor["ready_s"] + replay["recover_s"]
     lines = [
         "# Transaction log benchmark",
@@ -376,6 +382,8 @@ def render(results: dict[str, object]) -> str:
         f"Medians of {results['repeats']} runs.  ",
         f"Machine load: {machine_load.describe(load['before'], load['after'])}. Other "
         "work shared the machine: wall times grow with the load, CPU times less so.",
+        "",
+        machine_load.caveat(load["before"], load["after"]) or "",
         "",
         f"## Appends ({results['append_events']} events of 100-byte values)",
         "",
@@ -424,10 +432,7 @@ def render(results: dict[str, object]) -> str:
         f"Flask), open and verify the log {replay['open_s']:.2f} s, decode "
         f"{replay['iterate_s']:.2f} s, apply to the map {apply_s:.2f} s: "
         f"{accounted:.2f} s of the {restart['ready_s']:.2f} s measured. In CPU time: "
-        f"{floor['cpu_s']:.2f} + {replay['open_cpu_s']:.2f} + "
-        f"{replay['iterate_cpu_s']:.2f} + "
-        f"{replay['recover_cpu_s'] - replay['replay_cpu_s']:.2f} = "
-        f"{floor['cpu_s'] + replay['recover_cpu_s']:.2f} s of the server's "
+        f"{_shares(cpu_parts)} = {sum(cpu_parts.values()):.2f} s, against the server's "
         f"{restart['cpu_s']:.2f} s.",
         "",
         f"## Puts ({puts['puts']:,} keys into a {puts['capacity']:,}-item store)",
@@ -470,6 +475,13 @@ def render(results: dict[str, object]) -> str:
     logged_us = 1e6 / puts["logged_puts_per_s"]
     lines += ["", PUTS_NOTE.format(plain_us=plain_us, logged_us=logged_us), ""]
     return "\n".join(lines)
+
+
+def _shares(parts: dict[str, float]) -> str:
+    total = sum(parts.values()) or 1.0
+    return " + ".join(
+        f"{name} {seconds:.2f} s ({100 * seconds / total:.0f}%)" for name, seconds in parts.items()
+    )
 
 
 PUTS_NOTE = """How to read the put ratios. The file log copies each record into a shared

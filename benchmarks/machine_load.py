@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["describe", "sample"]
+__all__ = ["caveat", "describe", "sample"]
 
 
 def sample() -> dict[str, float | None]:
@@ -41,4 +41,20 @@ def describe(before: dict[str, float | None], after: dict[str, float | None]) ->
         f"{os.cpu_count()} CPUs; before the run {one(before)}, after it {one(after)} "
         "(load = 1/5/15-minute load average; CPU pressure = share of the last minute "
         "in which some task waited for a CPU)"
+    )
+
+
+def caveat(before: dict[str, float | None], after: dict[str, float | None]) -> str | None:
+    """A warning for the report when the machine was saturated during the run."""
+    pressures = [snap.get("cpu_pressure_pct") for snap in (before, after)]
+    loads = [snap["load_1m"] or 0.0 for snap in (before, after)]
+    saturated = any(p is not None and p >= 50 for p in pressures) or max(loads) > 2 * (
+        os.cpu_count() or 1
+    )
+    if not saturated:
+        return None
+    return (
+        "**This run shared a saturated machine**: absolute times and rates (and the "
+        "targets judged on them) are several times worse than on a quiet one. Ratios "
+        "measured in the same run, and CPU times, are the figures to compare."
     )
