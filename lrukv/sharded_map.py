@@ -882,10 +882,14 @@ class ShardedMap:
         if ttl is not None and expires_at is not None:
             raise InvalidTTL("give ttl or expires_at, not both")
         number = ttl if ttl is not None else expires_at
+        # Name the argument the caller gave: a server passes a client's ?ttl= here.
+        what = "ttl" if ttl is not None else "expires_at"
+        unit = "seconds" if ttl is not None else "seconds since the epoch"
         if isinstance(number, bool) or not isinstance(number, int | float):
-            raise InvalidTTL(f"expiry must be a number, not {type(number).__name__}")
+            raise InvalidTTL(f"{what} must be a number of {unit}, not {type(number).__name__}")
         if not math.isfinite(number) or number <= 0:
-            raise InvalidTTL(f"expiry must be finite and positive, not {number!r}")
+            shown = f"{number:g}" if isinstance(number, float) else repr(number)
+            raise InvalidTTL(f"{what} must be a positive number of {unit}, not {shown}")
         return float(self._clock() + number if ttl is not None else number)
 
     def _move_to_front(self, shard: Shard, node: Node) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 
 from lrukv import StoreConfig, __version__
 from lrukv.errors import InvalidConfig
-from lrukv_server.txlog.config import Backend, TxLogConfig
+from lrukv_server.txlog.config import Backend, FsyncPolicy, TxLogConfig
 
 __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
@@ -341,6 +341,13 @@ def parse_str(text: str) -> str:
     return text.strip()
 
 
+def parse_fsync(text: str) -> str:
+    """An fsync policy, checked here so a bad one is blamed on its own setting
+    (not on -d); TxLogConfig.from_flag turns the text into the policy."""
+    FsyncPolicy.parse(text)
+    return text.strip()
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     """One setting: where it lives in the config, and how each source spells it.
@@ -392,7 +399,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("txlog", "db_logger", ("-d", "--db-logger", "--dbLogger"), parse_str,
             "transaction log: off | file | file:/path | postgresql://DSN (default off); "
             "'postgres' takes the DSN from LRUKV_PG_DSN", (str,), "LOG"),
-    Setting("txlog", "fsync", ("--txlog-fsync",), parse_str,
+    Setting("txlog", "fsync", ("--txlog-fsync",), parse_fsync,
             "file log fsync policy: always | interval[:ms] | never (default always)",
             (str,), "POLICY"),
     Setting("observability", "metrics", ("-m", "--metrics", "--isMetrics"), parse_bool,

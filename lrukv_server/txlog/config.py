@@ -40,6 +40,9 @@ class Backend(enum.Enum):
     POSTGRES = "postgres"
 
 
+_VALID_POLICIES = "valid policies: always, interval:MS (interval alone: 100 ms), never"
+
+
 class FsyncPolicy(enum.Enum):
     """When the file backend calls fsync. Every policy hands each record to the
     operating system (a copy into a shared mapping of the log file, so into the
@@ -71,15 +74,18 @@ class FsyncPolicy(enum.Enum):
         try:
             policy = cls(name)
         except ValueError:
-            raise ValueError(
-                f"unknown fsync policy {text!r}; use always, never, interval or interval:<ms>"
-            ) from None
+            raise ValueError(f"invalid fsync policy {text!r}; {_VALID_POLICIES}") from None
         if not ms:
             return policy, None
         if policy is not cls.INTERVAL:
-            raise ValueError(f"only the interval policy takes milliseconds, not {text!r}")
-        if not ms.isdigit():
-            raise ValueError(f"fsync interval must be whole milliseconds, not {ms!r}")
+            raise ValueError(
+                f"only the interval policy takes milliseconds, not {text!r}; {_VALID_POLICIES}"
+            )
+        if not (ms.isascii() and ms.isdigit()) or int(ms) < 1:
+            raise ValueError(
+                f"fsync interval must be a positive whole number of milliseconds, not {ms!r}; "
+                f"{_VALID_POLICIES}"
+            )
         return policy, int(ms)
 
 

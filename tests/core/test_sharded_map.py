@@ -195,22 +195,26 @@ def test_expired_tail_is_counted_as_expired_when_evicted_for_room() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        {"ttl": 0},
-        {"ttl": -5},
-        {"ttl": float("nan")},
-        {"ttl": float("inf")},
-        {"ttl": True},
-        {"ttl": "10"},
-        {"expires_at": 0},
-        {"ttl": 1, "expires_at": 5},
+        ({"ttl": 0}, "ttl must be a positive number of seconds, not 0"),
+        ({"ttl": -1}, "ttl must be a positive number of seconds, not -1"),
+        ({"ttl": float("nan")}, "ttl must be a positive number of seconds, not nan"),
+        ({"ttl": float("inf")}, "ttl must be a positive number of seconds, not inf"),
+        ({"ttl": True}, "ttl must be a number of seconds, not bool"),
+        ({"ttl": "10"}, "ttl must be a number of seconds, not str"),
+        ({"expires_at": 0}, "expires_at must be a positive number of seconds since the epoch"),
+        ({"ttl": 1, "expires_at": 5}, "give ttl or expires_at, not both"),
     ],
 )
-def test_bad_ttl_is_rejected_and_nothing_is_stored(kwargs: dict[str, object]) -> None:
+def test_bad_ttl_is_rejected_and_nothing_is_stored(kwargs: dict[str, object], message: str) -> None:
     m = ShardedMap()
-    with pytest.raises(InvalidTTL):
+    with pytest.raises(InvalidTTL) as error:
         m.put("k", b"v", **kwargs)  # type: ignore[arg-type]
+    assert message in str(error.value)
+    with pytest.raises(InvalidTTL) as checked:  # what a write-ahead log validates with
+        m.check_put("k", b"v", **kwargs)  # type: ignore[arg-type]
+    assert str(checked.value) == str(error.value)
     assert "k" not in m
     m._check()
 

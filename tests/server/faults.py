@@ -85,7 +85,7 @@ FAULTS: tuple[Fault, ...] = (
           "INVALID_ARGUMENT", 400, "invalid_key"),
     Fault("fault-invalid-value", lambda: InvalidValue("value must be bytes, not str"),
           InvalidValue, "INVALID_ARGUMENT", 400, "invalid_value"),
-    Fault("fault-invalid-ttl", lambda: InvalidTTL("expiry must be finite and positive, not -1"),
+    Fault("fault-invalid-ttl", lambda: InvalidTTL("ttl must be a positive number, not -1"),
           InvalidTTL, "INVALID_ARGUMENT", 400, "invalid_ttl"),
     Fault("fault-invalid-request", lambda: InvalidRequest("unknown consistency 'x'"),
           InvalidRequest, "INVALID_ARGUMENT", 400, "invalid_request"),

@@ -97,6 +97,20 @@ def test_transaction_log_settings_reach_its_config(tmp_path: Path) -> None:
     assert (pg.txlog.backend, pg.txlog.dsn) == (Backend.POSTGRES, "postgresql://db/lrukv")
 
 
+def test_a_bad_fsync_policy_from_the_environment_or_file_names_its_source(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError) as from_env:
+        load_config(["-d", "file"], env={"LRUKV_TXLOG_FSYNC": "sometimes"})
+    assert str(from_env.value).startswith("LRUKV_TXLOG_FSYNC='sometimes': invalid fsync policy")
+    toml = tmp_path / "lrukv.toml"
+    toml.write_text('[txlog]\nfsync = "interval:soon"\n')
+    with pytest.raises(ConfigError) as from_file:
+        load_config(["--config", str(toml)], env={})
+    assert "[txlog] fsync: fsync interval must be a positive whole number" in str(from_file.value)
+    assert "-d" not in str(from_env.value) + str(from_file.value)
+
+
 @pytest.mark.parametrize(
     ("argv", "env", "message"),
     [

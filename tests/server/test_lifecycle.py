@@ -157,6 +157,17 @@ def test_bad_settings_exit_2_with_one_clear_line(args: list[str], message: str) 
     assert "ready" not in result.stdout
 
 
+@pytest.mark.parametrize("log", [[], ["-d", "file"]])
+def test_a_bad_fsync_policy_is_named_with_the_valid_ones(log: list[str]) -> None:
+    result = _run(*log, "--txlog-fsync", "sometimes")
+    assert result.returncode == 2
+    assert "invalid fsync policy 'sometimes'" in result.stderr
+    assert "always, interval:MS" in result.stderr and "never" in result.stderr
+    assert "(-d" not in result.stderr  # the log flag is not what is wrong
+    assert "Traceback" not in result.stderr
+    assert "ready" not in result.stdout
+
+
 def _taken_port() -> socket.socket:
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))

@@ -258,6 +258,27 @@ def test_bad_ttl_and_consistency(server: ServerProcess, channel: grpc.Channel) -
     )
 
 
+@pytest.mark.parametrize("ttl", ["-1", "0", "nan", "inf"])
+def test_a_ttl_that_is_not_positive_says_so_on_both_transports(
+    server: ServerProcess, kv: kv_pb2_grpc.KVStub, ttl: str
+) -> None:
+    expected = f"ttl must be a positive number of seconds, not {ttl}"
+    status, body = _curl("-X", "PUT", "--data-binary", "v", f"{server.http_url}/v1/ttl?ttl={ttl}")
+    error = json.loads(body)["error"]
+    assert (status, error["code"], error["message"]) == (400, "invalid_ttl", expected)
+    rpc_error = _grpc_error(
+        lambda: kv.Put(
+            kv_pb2.PutRequest(key="ttl", value=b"v", ttl_seconds=float(ttl)), timeout=TIMEOUT
+        )
+    )
+    assert (rpc_error.code(), error_code(rpc_error), rpc_error.details()) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid_ttl",
+        expected,
+    )
+    assert _http(server, "GET", "/v1/ttl")[0] == 404  # nothing was stored
+
+
 # ------------------------------------------------- raw HTTP: bodies and paths
 
 

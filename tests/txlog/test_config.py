@@ -49,8 +49,8 @@ def test_fsync_policies_parse(text: str, policy: FsyncPolicy, interval: int) -> 
 @pytest.mark.parametrize(
     ("flag", "fsync", "message"),
     [("mysql://x", None, "unknown transaction log"), ("file:", None, "needs a path"),
-     ("file", "sometimes", "unknown fsync policy"), ("file", "always:5", "only the interval"),
-     ("file", "interval:0", "positive"), ("file", "interval:x", "whole milliseconds")],
+     ("file", "sometimes", "invalid fsync policy"), ("file", "always:5", "only the interval"),
+     ("file", "interval:0", "positive"), ("file", "interval:x", "whole number of milliseconds")],
 )  # fmt: skip
 def test_bad_settings_say_what_is_wrong(flag: str, fsync: str | None, message: str) -> None:
     with pytest.raises(ValueError, match=message):
