@@ -6,13 +6,21 @@ an HTTP status in one table (``lrukv_server.api.status``)::
     ServiceError
     ├── NotLeader          this node cannot take the request; carries the leader's addresses
     ├── Unavailable        cannot serve now: no leader, shutting down, transaction log down
-    │   └── LogUnavailable the transaction log refused or failed; writes are refused
+    │   ├── LogUnavailable the transaction log refused or failed; writes are refused
+    │   └── TooManyStreams every item-stream slot is taken; retry later
     └── InvalidRequest     a request the core never sees: bad consistency level, bad TTL text…
 """
 
 from __future__ import annotations
 
-__all__ = ["InvalidRequest", "LogUnavailable", "NotLeader", "ServiceError", "Unavailable"]
+__all__ = [
+    "InvalidRequest",
+    "LogUnavailable",
+    "NotLeader",
+    "ServiceError",
+    "TooManyStreams",
+    "Unavailable",
+]
 
 
 class ServiceError(Exception):
@@ -40,6 +48,11 @@ class Unavailable(ServiceError):
 class LogUnavailable(Unavailable):
     """The transaction log cannot record writes, so writes are refused rather than
     acknowledged and lost."""
+
+
+class TooManyStreams(Unavailable):
+    """Every slot for item streams is taken. Streams are capped so that clients
+    that stop reading cannot hold every server thread and starve other calls."""
 
 
 class InvalidRequest(ServiceError, ValueError):

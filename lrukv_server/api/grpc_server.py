@@ -11,12 +11,17 @@ client's bytes. Each method here gets a deserializer that never raises; it hands
 the handler a :class:`Malformed` marker instead, and the handler answers
 INVALID_ARGUMENT naming what was wrong (invalid UTF-8 in a string field, a
 truncated message…).
+
+Streams: :mod:`lrukv_server.api.grpc_streams` caps how many ``GetKeysValues``
+streams run at once and cancels one whose client stops taking messages, so
+stalled clients cannot take the whole thread pool.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any, NoReturn, TypeVar
@@ -32,11 +37,18 @@ from lrukv_proto import (
     LEADER_RPC_METADATA,
 )
 from lrukv_proto.v1 import kv_pb2
+from lrukv_server.api.grpc_streams import StreamLimits
 from lrukv_server.api.status import INTERNAL, message_of, status_of
 from lrukv_server.errors import InvalidRequest, NotLeader
 from lrukv_server.service.base import Consistency, KVService
 
-__all__ = ["KV_SERVICE_NAME", "GrpcServer", "Malformed", "kv_method_handlers"]
+__all__ = [
+    "DEFAULT_STREAM_SEND_TIMEOUT",
+    "KV_SERVICE_NAME",
+    "GrpcServer",
+    "Malformed",
+    "kv_method_handlers",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +56,8 @@ KV_SERVICE_NAME: str = kv_pb2.DESCRIPTOR.services_by_name["KV"].full_name
 
 # Room for the key, the field tags and the optional TTL around the largest value.
 _ENVELOPE_BYTES = 16 * 1024
+DEFAULT_STREAM_SEND_TIMEOUT = 30.0
+
 
 _CONSISTENCY: dict[int, Consistency] = {
     kv_pb2.CONSISTENCY_DEFAULT: Consistency.DEFAULT,
@@ -105,8 +119,10 @@ class _Handlers:
     """The six KV methods. Each catches every exception, so nothing escapes as a
     bare grpcio INTERNAL with a traceback in the message."""
 
-    def __init__(self, service: KVService) -> None:
+    def __init__(self, service: KVService, max_value_bytes: int, streams: StreamLimits) -> None:
         self._service = service
+        self._max_value_bytes = max_value_bytes
+        self._streams = streams
 
     def put(
         self, request: kv_pb2.PutRequest | Malformed, context: grpc.ServicerContext
@@ -161,20 +177,32 @@ class _Handlers:
         # The service's iterator holds no lock between items (KVService contract),
         # so a client that stops reading or goes away blocks no writer. When it
         # goes away grpcio cancels the call, wakes this thread if it waits for
-        # flow control, and drops (and so closes) this generator.
+        # flow control, and drops (and so closes) this generator. A client that
+        # stays but stops reading is cancelled by the stream watchdog: the slot
+        # is stamped while grpcio holds a message this generator handed it.
         try:
-            items = iter(self._service.items(consistency=_consistency(request.consistency)))
+            slot = self._streams.acquire(context)
         except Exception as exc:
             _abort(context, exc)
-        key_value = kv_pb2.KeyValue
-        while True:
+        try:
             try:
-                key, value = next(items)
-            except StopIteration:
-                return
+                items = iter(self._service.items(consistency=_consistency(request.consistency)))
             except Exception as exc:
                 _abort(context, exc)
-            yield key_value(key=key, value=value)
+            key_value = kv_pb2.KeyValue
+            clock = time.monotonic
+            while True:
+                try:
+                    key, value = next(items)
+                except StopIteration:
+                    return
+                except Exception as exc:
+                    _abort(context, exc)
+                slot.sending_since = clock()
+                yield key_value(key=key, value=value)
+                slot.sending_since = None
+        finally:
+            slot.release()
 
     def get_servers(
         self, request: kv_pb2.GetServersRequest | Malformed, context: grpc.ServicerContext
@@ -195,9 +223,12 @@ class _Handlers:
         )
 
 
-def kv_method_handlers(service: KVService) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
-    """The ``lrukv.v1.KV`` method handlers over *service*."""
-    h = _Handlers(service)
+def kv_method_handlers(
+    service: KVService, *, max_value_bytes: int, streams: StreamLimits
+) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    """The ``lrukv.v1.KV`` method handlers over *service*: Put refuses values
+    over *max_value_bytes*; GetKeysValues streams run within *streams*."""
+    h = _Handlers(service, max_value_bytes, streams)
     unary = grpc.unary_unary_rpc_method_handler
     return {
         "Put": unary(
@@ -250,6 +281,10 @@ class GrpcServer:
     ``start(service)`` begins serving. ``begin_stop(grace)`` stops accepting calls
     at once and lets in-flight ones run for up to *grace* seconds;
     ``wait_stopped()`` waits for that.
+
+    At most ``max_streams`` GetKeysValues streams run at once (0: half the
+    workers, at least 1), and one whose client takes no message for
+    ``stream_send_timeout`` seconds is cancelled (see grpc_streams).
     """
 
     def __init__(
@@ -260,8 +295,16 @@ class GrpcServer:
         workers: int,
         max_value_bytes: int,
         max_key_bytes: int,
+        max_streams: int = 0,
+        stream_send_timeout: float = DEFAULT_STREAM_SEND_TIMEOUT,
     ) -> None:
         self._host = host
+        self._max_value_bytes = max_value_bytes
+        self.streams = StreamLimits(
+            max_streams=max_streams or max(1, workers // 2),
+            send_timeout=stream_send_timeout,
+            method="GetKeysValues",
+        )
         self._requested_port = port
         self.port = port
         self._executor = futures.ThreadPoolExecutor(
@@ -313,7 +356,9 @@ class GrpcServer:
 
     def start(self, service: KVService) -> None:
         """Serve lrukv.v1.KV over *service*, and report SERVING."""
-        handlers = kv_method_handlers(service)
+        handlers = kv_method_handlers(
+            service, max_value_bytes=self._max_value_bytes, streams=self.streams
+        )
         self._server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(KV_SERVICE_NAME, handlers),)
         )
@@ -328,6 +373,7 @@ class GrpcServer:
                 raise RuntimeError("the gRPC server was stopped before it started")
             self._server.start()
             self._started = True
+        self.streams.start()
         self.set_serving(True)
 
     def set_serving(self, serving: bool) -> None:
@@ -360,5 +406,6 @@ class GrpcServer:
             return True
         done = stopped.wait(timeout)
         if done:
+            self.streams.stop()
             self._executor.shutdown(wait=False)
         return done
