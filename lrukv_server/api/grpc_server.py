@@ -12,6 +12,12 @@ the handler a :class:`Malformed` marker instead, and the handler answers
 INVALID_ARGUMENT naming what was wrong (invalid UTF-8 in a string field, a
 truncated message…).
 
+Sizes: the server takes requests well over the value limit (see
+:func:`max_request_bytes`) so that an oversized value reaches the Put handler
+and gets lrukv's own answer, the same as over HTTP (RESOURCE_EXHAUSTED,
+``value_too_large``, "value is N bytes; the limit is M"), rather than grpcio's
+"Received message larger than max".
+
 Streams: :mod:`lrukv_server.api.grpc_streams` caps how many ``GetKeysValues``
 streams run at once and cancels one whose client stops taking messages, so
 stalled clients cannot take the whole thread pool.
@@ -31,6 +37,7 @@ from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from lrukv.errors import ValueTooLarge
 from lrukv_proto import (
     ERROR_CODE_METADATA,
     LEADER_HTTP_METADATA,
@@ -48,6 +55,7 @@ __all__ = [
     "GrpcServer",
     "Malformed",
     "kv_method_handlers",
+    "max_request_bytes",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,7 +64,26 @@ KV_SERVICE_NAME: str = kv_pb2.DESCRIPTOR.services_by_name["KV"].full_name
 
 # Room for the key, the field tags and the optional TTL around the largest value.
 _ENVELOPE_BYTES = 16 * 1024
+# How far over the value limit a request may be and still reach the handler.
+_MIN_OVERSIZE_BYTES = 4 * 1024 * 1024
+_MAX_MESSAGE_BYTES = 2**31 - 1  # gRPC message lengths are signed 32-bit
+
 DEFAULT_STREAM_SEND_TIMEOUT = 30.0
+
+
+def max_request_bytes(max_value_bytes: int, max_key_bytes: int) -> int:
+    """The largest request message the server takes: twice the value limit (at
+    least the limit plus 4 MiB) plus the key and framing. A value up to there is
+    refused by the handler with lrukv's message; grpcio refuses larger messages
+    itself, and the SDK rewrites that answer (lrukv_client._grpc_common).
+
+    >>> max_request_bytes(1 << 20, 1024)
+    5260288
+    >>> max_request_bytes(1 << 30, 1024) == 2**31 - 1
+    True
+    """
+    oversize = max(max_value_bytes, _MIN_OVERSIZE_BYTES)
+    return min(max_value_bytes + oversize + max_key_bytes + _ENVELOPE_BYTES, _MAX_MESSAGE_BYTES)
 
 
 _CONSISTENCY: dict[int, Consistency] = {
@@ -130,6 +157,13 @@ class _Handlers:
         if isinstance(request, Malformed):
             _malformed(context, "Put", request)
         try:
+            size = len(request.value)
+            if size > self._max_value_bytes:
+                # Checked here, as HTTP checks the body: the transport's limit.
+                limit = self._max_value_bytes
+                raise ValueTooLarge(
+                    f"value is {size} bytes; the limit is {limit}", size=size, limit=limit
+                )
             ttl = request.ttl_seconds if request.HasField("ttl_seconds") else None
             self._service.put(request.key, request.value, ttl=ttl)
         except Exception as exc:
@@ -319,7 +353,7 @@ class GrpcServer:
                 ("grpc.so_reuseport", 0),
                 (
                     "grpc.max_receive_message_length",
-                    max_value_bytes + max_key_bytes + _ENVELOPE_BYTES,
+                    max_request_bytes(max_value_bytes, max_key_bytes),
                 ),
                 # GetKeys answers in one message; the client's limit decides.
                 ("grpc.max_send_message_length", -1),
