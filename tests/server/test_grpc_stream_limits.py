@@ -136,7 +136,7 @@ def test_stalled_streams_leave_threads_for_unary_calls(tmp_path: Path) -> None:
 
 
 def test_a_stream_whose_client_stops_reading_is_cancelled(tmp_path: Path) -> None:
-    server = _start(tmp_path, "--grpc-stream-send-timeout", "1")
+    server = _start(tmp_path, "--grpc-stream-send-timeout", "3")
     clients = StalledClients(server.rpc_addr)
     try:
         stalled = clients.open(SLOTS)
@@ -165,7 +165,7 @@ def test_a_stream_whose_client_stops_reading_is_cancelled(tmp_path: Path) -> Non
                 for _ in call:
                     pass
             assert cancelled.value.code() == grpc.StatusCode.CANCELLED
-        assert "took no message for 1 s" in server.stderr()
+        assert "took no message for 3 s" in server.stderr()
     finally:
         clients.close()
         assert server.stop() == 0, server.output()
