@@ -3,6 +3,7 @@ credentials, and the one table from gRPC status codes to client errors."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -46,6 +47,9 @@ __all__ = [
 
 ChannelOptions = Sequence[tuple[str, Any]]
 
+# keys() of a large store is one message; the 4 MiB default is too small.
+_MAX_RECEIVE_BYTES = 256 * 1024 * 1024
+
 _DEFAULT_OPTIONS: dict[str, Any] = {
     # gRPC's own reconnect backoff starts at 1 s and grows to 120 s; while it waits,
     # calls fail fast. Keep it short so the Retry policy, not the channel, decides
@@ -53,8 +57,7 @@ _DEFAULT_OPTIONS: dict[str, Any] = {
     "grpc.initial_reconnect_backoff_ms": 100,
     "grpc.min_reconnect_backoff_ms": 100,
     "grpc.max_reconnect_backoff_ms": 1000,
-    # keys() of a large store is one message; the 4 MiB default is too small.
-    "grpc.max_receive_message_length": 256 * 1024 * 1024,
+    "grpc.max_receive_message_length": _MAX_RECEIVE_BYTES,
 }
 
 _CONSISTENCY_PB = {
@@ -181,7 +184,7 @@ def _error_from_status(
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidArgument(message)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return ValueTooLarge(message)
+        return _resource_exhausted(message, details, metadata, target=target)
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return NotLeader(
             message,
@@ -217,6 +220,44 @@ _NO_CONNECTION = (
 def _no_connection(details: str | None) -> bool:
     text = (details or "").lower()
     return any(marker in text for marker in _NO_CONNECTION)
+
+
+# grpcio's own answer to a message over a limit, on either side of the call.
+_TRANSPORT_LIMIT = re.compile(r"(Received|Sent) message larger than max \((\d+) vs\. (\d+)\)")
+
+
+def _resource_exhausted(
+    message: str, details: str | None, metadata: dict[str, str], *, target: str
+) -> LrukvClientError:
+    """RESOURCE_EXHAUSTED: the server's ``value_too_large`` or ``too_many_streams``,
+    or a gRPC message limit that grpcio enforced before lrukv saw the message."""
+    error_code = metadata.get(ERROR_CODE_METADATA)
+    if error_code == "too_many_streams":
+        return Unavailable(message)  # every stream slot is busy: retry later
+    limit = _TRANSPORT_LIMIT.search(details or "") if error_code is None else None
+    if limit is None:
+        return ValueTooLarge(message)
+    direction, size, most = limit.group(1), int(limit.group(2)), int(limit.group(3))
+    if direction == "Sent":  # this client's own send limit (a channel option)
+        return ValueTooLarge(
+            f"{target}: value too large: the request is {size} bytes; this client sends "
+            f"at most {most} (grpc.max_send_message_length in the channel options)"
+        )
+    if direction == "Received" and most == _MAX_RECEIVE_BYTES:
+        # This client's own receive limit: an answer (keys() of a huge store) too big.
+        return ServerError(
+            f"{target}: the answer is {size} bytes; this client takes at most {most} "
+            "(raise grpc.max_receive_message_length in the channel options, or use "
+            "items() to stream a large store)",
+            code=grpc.StatusCode.RESOURCE_EXHAUSTED.name,
+        )
+    # The server's request limit: its value limit plus room for the key and framing
+    # (more when the server takes oversized values to answer them itself).
+    return ValueTooLarge(
+        f"{target}: value too large: the request is {size} bytes and the server takes "
+        f"gRPC requests of at most {most} bytes (its value limit, --max-value-bytes, is "
+        "lower still)"
+    )
 
 
 def _text_metadata(metadata: Iterable[Any] | None) -> dict[str, str]:

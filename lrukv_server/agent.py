@@ -123,6 +123,8 @@ class Agent:
             workers=cfg.grpc.workers,
             max_value_bytes=cfg.max_value_bytes,
             max_key_bytes=cfg.store.max_key_bytes,
+            max_streams=cfg.grpc.stream_slots,
+            stream_send_timeout=cfg.grpc.stream_send_timeout,
         )
         server.bind()
         self.grpc = server

@@ -92,15 +92,38 @@ class HttpConfig:
 
 @dataclass(frozen=True, slots=True)
 class GrpcConfig:
-    """The gRPC API: a grpcio server with a pool of ``workers`` threads."""
+    """The gRPC API: a grpcio server with a pool of ``workers`` threads.
+
+    A ``GetKeysValues`` stream holds a worker until it ends, so at most
+    ``max_streams`` run at once (0: half the workers, at least 1), and a stream
+    whose client takes no message for ``stream_send_timeout`` seconds is cancelled.
+    """
 
     port: int = 50051
     workers: int = 16
+    max_streams: int = 0
+    stream_send_timeout: float = 30.0
 
     def validate(self) -> GrpcConfig:
         _check_port("grpc.port", self.port)
         _check_int_range("grpc.workers", self.workers, 1, 1024)
+        _check_int_range("grpc.max_streams", self.max_streams, 0, 1024)
+        timeout = self.stream_send_timeout
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout)
+            or not 0 < timeout <= 3600
+        ):
+            raise ConfigError(
+                f"grpc.stream_send_timeout must be seconds in (0, 3600], not {timeout!r}"
+            )
         return self
+
+    @property
+    def stream_slots(self) -> int:
+        """How many streams may run at once (``max_streams``, or its default)."""
+        return self.max_streams or max(1, self.workers // 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,6 +446,12 @@ SETTINGS: tuple[Setting, ...] = (
             "gRPC port (default 50051; 0 picks a free one)", (int,), "PORT"),
     Setting("grpc", "workers", ("--grpc-workers",), parse_int,
             "threads serving gRPC calls (default 16)", (int,), "N"),
+    Setting("grpc", "max_streams", ("--grpc-max-streams",), parse_int,
+            "GetKeysValues streams served at once; more get RESOURCE_EXHAUSTED "
+            "(default 0: half of --grpc-workers)", (int,), "N"),
+    Setting("grpc", "stream_send_timeout", ("--grpc-stream-send-timeout",), parse_seconds,
+            "cancel a GetKeysValues stream whose client takes no message for this long "
+            "(default 30)", (int, float), "SECONDS"),
     Setting("", "data_dir", ("--data-dir",), parse_str,
             "directory for the transaction log file (default ./lrukv-data)", (str,), "DIR"),
     Setting("", "node_id", ("--node-id",), parse_str,

@@ -7,7 +7,8 @@ an HTTP status in one table (``lrukv_server.api.status``)::
     ├── NotLeader          this node cannot take the request; carries the leader's addresses
     ├── Unavailable        cannot serve now: no leader, shutting down, transaction log down
     │   ├── LogUnavailable the transaction log refused or failed; writes are refused
-    │   └── Timeout        no outcome in time: the write may or may not be applied
+    │   ├── Timeout        no outcome in time: the write may or may not be applied
+    │   └── TooManyStreams every item-stream slot is taken; retry later
     └── InvalidRequest     a request the core never sees: bad consistency level, bad TTL text…
 """
 
@@ -19,6 +20,7 @@ __all__ = [
     "NotLeader",
     "ServiceError",
     "Timeout",
+    "TooManyStreams",
     "Unavailable",
 ]
 
@@ -63,6 +65,11 @@ class Timeout(Unavailable):
     """No outcome within the request's deadline, or the leader changed before
     confirming it: the write may still be applied (or may never be). Retrying
     a write that is not idempotent can apply it twice."""
+
+
+class TooManyStreams(Unavailable):
+    """Every slot for item streams is taken. Streams are capped so that clients
+    that stop reading cannot hold every server thread and starve other calls."""
 
 
 class InvalidRequest(ServiceError, ValueError):

@@ -61,6 +61,16 @@ class DictKV(kv_pb2_grpc.KVServicer):
     ) -> kv_pb2.StatsResponse:
         return kv_pb2.StatsResponse(size=len(self.store))
 
+    def AddMember(
+        self, request: kv_pb2.AddMemberRequest, context: grpc.ServicerContext
+    ) -> kv_pb2.AddMemberResponse:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the baseline is not in a cluster")
+
+    def RemoveMember(
+        self, request: kv_pb2.RemoveMemberRequest, context: grpc.ServicerContext
+    ) -> kv_pb2.RemoveMemberResponse:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the baseline is not in a cluster")
+
     def Ttl(self, request: kv_pb2.TtlRequest, context: grpc.ServicerContext) -> kv_pb2.TtlResponse:
         if request.key not in self.store:
             context.abort(grpc.StatusCode.NOT_FOUND, "not found")

@@ -11,12 +11,23 @@ client's bytes. Each method here gets a deserializer that never raises; it hands
 the handler a :class:`Malformed` marker instead, and the handler answers
 INVALID_ARGUMENT naming what was wrong (invalid UTF-8 in a string field, a
 truncated message…).
+
+Sizes: the server takes requests well over the value limit (see
+:func:`max_request_bytes`) so that an oversized value reaches the Put handler
+and gets lrukv's own answer, the same as over HTTP (RESOURCE_EXHAUSTED,
+``value_too_large``, "value is N bytes; the limit is M"), rather than grpcio's
+"Received message larger than max".
+
+Streams: :mod:`lrukv_server.api.grpc_streams` caps how many ``GetKeysValues``
+streams run at once and cancels one whose client stops taking messages, so
+stalled clients cannot take the whole thread pool.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any, NoReturn, TypeVar
@@ -26,17 +37,26 @@ from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from lrukv.errors import ValueTooLarge
 from lrukv_proto import (
     ERROR_CODE_METADATA,
     LEADER_HTTP_METADATA,
     LEADER_RPC_METADATA,
 )
 from lrukv_proto.v1 import kv_pb2
+from lrukv_server.api.grpc_streams import StreamLimits
 from lrukv_server.api.status import INTERNAL, message_of, status_of
 from lrukv_server.errors import InvalidRequest, NotLeader
 from lrukv_server.service.base import Consistency, KVService, MemberStatus
 
-__all__ = ["KV_SERVICE_NAME", "GrpcServer", "Malformed", "kv_method_handlers"]
+__all__ = [
+    "DEFAULT_STREAM_SEND_TIMEOUT",
+    "KV_SERVICE_NAME",
+    "GrpcServer",
+    "Malformed",
+    "kv_method_handlers",
+    "max_request_bytes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +64,27 @@ KV_SERVICE_NAME: str = kv_pb2.DESCRIPTOR.services_by_name["KV"].full_name
 
 # Room for the key, the field tags and the optional TTL around the largest value.
 _ENVELOPE_BYTES = 16 * 1024
+# How far over the value limit a request may be and still reach the handler.
+_MIN_OVERSIZE_BYTES = 4 * 1024 * 1024
+_MAX_MESSAGE_BYTES = 2**31 - 1  # gRPC message lengths are signed 32-bit
+
+DEFAULT_STREAM_SEND_TIMEOUT = 30.0
+
+
+def max_request_bytes(max_value_bytes: int, max_key_bytes: int) -> int:
+    """The largest request message the server takes: twice the value limit (at
+    least the limit plus 4 MiB) plus the key and framing. A value up to there is
+    refused by the handler with lrukv's message; grpcio refuses larger messages
+    itself, and the SDK rewrites that answer (lrukv_client._grpc_common).
+
+    >>> max_request_bytes(1 << 20, 1024)
+    5260288
+    >>> max_request_bytes(1 << 30, 1024) == 2**31 - 1
+    True
+    """
+    oversize = max(max_value_bytes, _MIN_OVERSIZE_BYTES)
+    return min(max_value_bytes + oversize + max_key_bytes + _ENVELOPE_BYTES, _MAX_MESSAGE_BYTES)
+
 
 _CONSISTENCY: dict[int, Consistency] = {
     kv_pb2.CONSISTENCY_DEFAULT: Consistency.DEFAULT,
@@ -105,8 +146,10 @@ class _Handlers:
     """The KV methods. Each catches every exception, so nothing escapes as a
     bare grpcio INTERNAL with a traceback in the message."""
 
-    def __init__(self, service: KVService) -> None:
+    def __init__(self, service: KVService, max_value_bytes: int, streams: StreamLimits) -> None:
         self._service = service
+        self._max_value_bytes = max_value_bytes
+        self._streams = streams
 
     def put(
         self, request: kv_pb2.PutRequest | Malformed, context: grpc.ServicerContext
@@ -114,6 +157,13 @@ class _Handlers:
         if isinstance(request, Malformed):
             _malformed(context, "Put", request)
         try:
+            size = len(request.value)
+            if size > self._max_value_bytes:
+                # Checked here, as HTTP checks the body: the transport's limit.
+                limit = self._max_value_bytes
+                raise ValueTooLarge(
+                    f"value is {size} bytes; the limit is {limit}", size=size, limit=limit
+                )
             ttl = request.ttl_seconds if request.HasField("ttl_seconds") else None
             self._service.put(request.key, request.value, ttl=ttl)
         except Exception as exc:
@@ -161,20 +211,32 @@ class _Handlers:
         # The service's iterator holds no lock between items (KVService contract),
         # so a client that stops reading or goes away blocks no writer. When it
         # goes away grpcio cancels the call, wakes this thread if it waits for
-        # flow control, and drops (and so closes) this generator.
+        # flow control, and drops (and so closes) this generator. A client that
+        # stays but stops reading is cancelled by the stream watchdog: the slot
+        # is stamped while grpcio holds a message this generator handed it.
         try:
-            items = iter(self._service.items(consistency=_consistency(request.consistency)))
+            slot = self._streams.acquire(context)
         except Exception as exc:
             _abort(context, exc)
-        key_value = kv_pb2.KeyValue
-        while True:
+        try:
             try:
-                key, value = next(items)
-            except StopIteration:
-                return
+                items = iter(self._service.items(consistency=_consistency(request.consistency)))
             except Exception as exc:
                 _abort(context, exc)
-            yield key_value(key=key, value=value)
+            key_value = kv_pb2.KeyValue
+            clock = time.monotonic
+            while True:
+                try:
+                    key, value = next(items)
+                except StopIteration:
+                    return
+                except Exception as exc:
+                    _abort(context, exc)
+                slot.sending_since = clock()
+                yield key_value(key=key, value=value)
+                slot.sending_since = None
+        finally:
+            slot.release()
 
     def get_servers(
         self, request: kv_pb2.GetServersRequest | Malformed, context: grpc.ServicerContext
@@ -265,9 +327,12 @@ class _Handlers:
         return kv_pb2.TtlResponse() if ttl is None else kv_pb2.TtlResponse(ttl_seconds=ttl)
 
 
-def kv_method_handlers(service: KVService) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
-    """The ``lrukv.v1.KV`` method handlers over *service*."""
-    h = _Handlers(service)
+def kv_method_handlers(
+    service: KVService, *, max_value_bytes: int, streams: StreamLimits
+) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    """The ``lrukv.v1.KV`` method handlers over *service*: Put refuses values
+    over *max_value_bytes*; GetKeysValues streams run within *streams*."""
+    h = _Handlers(service, max_value_bytes, streams)
     unary = grpc.unary_unary_rpc_method_handler
     return {
         "Put": unary(
@@ -350,6 +415,10 @@ class GrpcServer:
     ``start(service)`` begins serving. ``begin_stop(grace)`` stops accepting calls
     at once and lets in-flight ones run for up to *grace* seconds;
     ``wait_stopped()`` waits for that.
+
+    At most ``max_streams`` GetKeysValues streams run at once (0: half the
+    workers, at least 1), and one whose client takes no message for
+    ``stream_send_timeout`` seconds is cancelled (see grpc_streams).
     """
 
     def __init__(
@@ -360,8 +429,16 @@ class GrpcServer:
         workers: int,
         max_value_bytes: int,
         max_key_bytes: int,
+        max_streams: int = 0,
+        stream_send_timeout: float = DEFAULT_STREAM_SEND_TIMEOUT,
     ) -> None:
         self._host = host
+        self._max_value_bytes = max_value_bytes
+        self.streams = StreamLimits(
+            max_streams=max_streams or max(1, workers // 2),
+            send_timeout=stream_send_timeout,
+            method="GetKeysValues",
+        )
         self._requested_port = port
         self.port = port
         self._executor = futures.ThreadPoolExecutor(
@@ -376,7 +453,7 @@ class GrpcServer:
                 ("grpc.so_reuseport", 0),
                 (
                     "grpc.max_receive_message_length",
-                    max_value_bytes + max_key_bytes + _ENVELOPE_BYTES,
+                    max_request_bytes(max_value_bytes, max_key_bytes),
                 ),
                 # GetKeys answers in one message; the client's limit decides.
                 ("grpc.max_send_message_length", -1),
@@ -413,7 +490,9 @@ class GrpcServer:
 
     def start(self, service: KVService) -> None:
         """Serve lrukv.v1.KV over *service*, and report SERVING."""
-        handlers = kv_method_handlers(service)
+        handlers = kv_method_handlers(
+            service, max_value_bytes=self._max_value_bytes, streams=self.streams
+        )
         self._server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(KV_SERVICE_NAME, handlers),)
         )
@@ -428,6 +507,7 @@ class GrpcServer:
                 raise RuntimeError("the gRPC server was stopped before it started")
             self._server.start()
             self._started = True
+        self.streams.start()
         self.set_serving(True)
 
     def set_serving(self, serving: bool) -> None:
@@ -460,5 +540,6 @@ class GrpcServer:
             return True
         done = stopped.wait(timeout)
         if done:
+            self.streams.stop()
             self._executor.shutdown(wait=False)
         return done

@@ -18,6 +18,7 @@ InvalidArgument        INVALID_ARGUMENT     400   invalid_argument
 NotLeader              FAILED_PRECONDITION  307   not_leader
                                             /503  (307 when the leader's HTTP address is known)
 LogUnavailable         UNAVAILABLE          503   log_unavailable
+TooManyStreams         RESOURCE_EXHAUSTED   503   too_many_streams
 Unavailable            UNAVAILABLE          503   unavailable
 anything else          INTERNAL             500   internal
 =====================  ===================  ====  ===================
@@ -46,7 +47,13 @@ from lrukv.errors import (
     KeyNotFound,
     ValueTooLarge,
 )
-from lrukv_server.errors import InvalidRequest, LogUnavailable, NotLeader, Unavailable
+from lrukv_server.errors import (
+    InvalidRequest,
+    LogUnavailable,
+    NotLeader,
+    TooManyStreams,
+    Unavailable,
+)
 
 __all__ = ["INTERNAL", "TABLE", "ErrorStatus", "message_of", "status_of"]
 
@@ -81,6 +88,7 @@ TABLE: tuple[ErrorStatus, ...] = (
     ErrorStatus(InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_argument"),
     ErrorStatus(NotLeader, grpc.StatusCode.FAILED_PRECONDITION, 503, "not_leader"),
     ErrorStatus(LogUnavailable, grpc.StatusCode.UNAVAILABLE, 503, "log_unavailable"),
+    ErrorStatus(TooManyStreams, grpc.StatusCode.RESOURCE_EXHAUSTED, 503, "too_many_streams"),
     ErrorStatus(Unavailable, grpc.StatusCode.UNAVAILABLE, 503, "unavailable"),
 )
 """Every row; most specific classes first (lookup is by MRO, so order is only for reading)."""

@@ -329,6 +329,16 @@ class _Servicer(kv_pb2_grpc.KVServicer):
             del stats[unset]
         return kv_pb2.StatsResponse(**stats)
 
+    def AddMember(
+        self, request: kv_pb2.AddMemberRequest, context: grpc.ServicerContext
+    ) -> kv_pb2.AddMemberResponse:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a fake node is not in a cluster")
+
+    def RemoveMember(
+        self, request: kv_pb2.RemoveMemberRequest, context: grpc.ServicerContext
+    ) -> kv_pb2.RemoveMemberResponse:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a fake node is not in a cluster")
+
     def Ttl(self, request: kv_pb2.TtlRequest, context: grpc.ServicerContext) -> kv_pb2.TtlResponse:
         self._fault("Ttl", context, request.consistency)
         exists, ttl = self.node.ttl(request.key)

@@ -29,7 +29,13 @@ from lrukv.errors import (
     KeyNotFound,
     ValueTooLarge,
 )
-from lrukv_server.errors import InvalidRequest, LogUnavailable, NotLeader, Unavailable
+from lrukv_server.errors import (
+    InvalidRequest,
+    LogUnavailable,
+    NotLeader,
+    TooManyStreams,
+    Unavailable,
+)
 from lrukv_server.service.base import (
     ClusterStatus,
     Consistency,
@@ -97,6 +103,8 @@ FAULTS: tuple[Fault, ...] = (
           "FAILED_PRECONDITION", 503, "not_leader"),
     Fault("fault-log-unavailable", lambda: LogUnavailable("transaction log: disk full"),
           LogUnavailable, "UNAVAILABLE", 503, "log_unavailable"),
+    Fault("fault-too-many-streams", lambda: TooManyStreams("too many item streams"),
+          TooManyStreams, "RESOURCE_EXHAUSTED", 503, "too_many_streams"),
     Fault("fault-unavailable", lambda: Unavailable("the server is shutting down"), Unavailable,
           "UNAVAILABLE", 503, "unavailable"),
     Fault("fault-internal", lambda: RuntimeError(f"boom at {SECRET}"), Exception,

@@ -122,6 +122,8 @@ def test_a_bad_fsync_policy_from_the_environment_or_file_names_its_source(
         (["--host", "not a host"], {}, "neither an IP address nor a host name"),
         (["--node-id", "a/b"], {}, "node_id must be"),
         (["--drain-timeout", "0"], {}, "drain_timeout must be"),
+        (["--grpc-max-streams", "-1"], {}, "grpc.max_streams must be an int between 0"),
+        (["--grpc-stream-send-timeout", "0"], {}, "grpc.stream_send_timeout must be seconds"),
         (["--max-value-bytes", "2G"], {}, "max_value_bytes must be between"),
         (["-d", "mysql://x"], {}, "unknown transaction log"),
         (["-d", "postgres"], {}, "LRUKV_PG_DSN is not set"),
