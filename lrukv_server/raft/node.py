@@ -160,12 +160,13 @@ def _expire(timeout: float, future: Future[Any]) -> None:
 class RaftNode:
     """A Raft node replicating opaque commands into *fsm*.
 
-    Construction opens (or creates) the journal and snapshot under
-    ``config.data_dir``, restores the state machine from them, binds
-    ``config.self_addr`` and starts the Raft thread; with ``config.join_addr``
-    it also joins the running cluster (blocking, up to ``config.join_timeout``).
-    Raises Unavailable if the address cannot be bound or the join fails.
-    Call ``close()`` when done.
+    Construction opens (or creates) the journal under ``config.data_dir``,
+    binds ``config.self_addr`` and starts the Raft thread, which first restores
+    the state machine from the snapshot file and replays the journal after it;
+    ``wait_ready()`` returns once that is done and the node has caught up with
+    a leader. With ``config.join_addr`` construction also joins the running
+    cluster (blocking, up to ``config.join_timeout``). Raises Unavailable if
+    the address cannot be bound or the join fails. Call ``close()`` when done.
     """
 
     def __init__(self, config: RaftConfig, fsm: StateMachine) -> None:

@@ -121,18 +121,18 @@ class Control:
     def bench(self, seconds: float, in_flight: int, size: int) -> dict[str, Any]:
         slots = threading.BoundedSemaphore(in_flight)
         latencies: list[float] = []
-        failures = 0
+        failures: dict[str, int] = {}
         lock = threading.Lock()
         payload = random.randbytes(size)
 
         def done(started: float, future: Future[object]) -> None:
-            nonlocal failures
             took = time.perf_counter() - started
+            exc = future.exception()
             with lock:
-                if future.exception() is None:
+                if exc is None:
                     latencies.append(took)
                 else:
-                    failures += 1
+                    failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
             slots.release()
 
         start = time.perf_counter()
