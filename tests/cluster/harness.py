@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -120,6 +120,22 @@ class Node:
             raise ConnectionError(f"{self.raft_addr}: no answer to {op}")
         reply: dict[str, Any] = json.loads(line)
         return reply
+
+    def stream(self, op: str, **fields: Any) -> Iterator[dict[str, Any]]:
+        """Send one request and yield every answer line until the node closes the
+        connection (or dies: lines it wrote before dying still arrive)."""
+        assert self.control is not None, "not started"
+        with socket.create_connection(self.control, timeout=60) as sock:
+            sock.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
+            with sock.makefile("rb") as f:
+                while True:
+                    try:
+                        line = f.readline()
+                    except ConnectionResetError:
+                        return
+                    if not line:
+                        return
+                    yield json.loads(line)
 
     def status(self) -> dict[str, Any]:
         return self.call("status")

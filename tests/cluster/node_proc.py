@@ -12,6 +12,9 @@ Requests (``{"op": ...}``), each answered with one JSON line:
   "error": "NotLeader"|"Timeout"|"Unavailable"|..., "leader": addr}``
 * ``propose_many`` prefix, count, timeout, in_flight: proposes ``prefix-0…``
   with up to in_flight outstanding; ``{"acked": [...], "errors": {name: n}}``
+* ``propose_stream`` (same fields): the same, but answers one line
+  ``{"ack": value}`` per acknowledged proposal as it happens, then ``{"end": true}``
+  (so a test can kill the cluster in the middle and know what was acknowledged)
 * ``barrier`` timeout, ``status``, ``state`` (ListFSM summary; ``items`` too
   with ``"items": true``), ``add`` / ``remove`` addr, ``snapshot``
 * ``bench`` seconds, in_flight, size: closed-loop proposals from this process,
@@ -25,12 +28,14 @@ import faulthandler
 import functools
 import json
 import logging
+import queue
 import random
 import signal
 import socketserver
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import asdict
 from typing import Any
@@ -118,6 +123,30 @@ class Control:
             slots.acquire()
         return {"ok": True, "acked": acked, "errors": errors}
 
+    def propose_stream(self, req: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
+        slots = threading.BoundedSemaphore(int(req["in_flight"]))
+        acks: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+
+        def done(value: str, future: Future[object]) -> None:
+            if future.exception() is None:
+                acks.put(value)  # the Raft thread never waits on the socket
+            slots.release()
+
+        def proposer() -> None:
+            for i in range(int(req["count"])):
+                slots.acquire()
+                value = f"{req['prefix']}-{i}"
+                future = self.node.propose(value.encode(), float(req.get("timeout", 5.0)))
+                future.add_done_callback(functools.partial(done, value))
+            for _ in range(int(req["in_flight"])):
+                slots.acquire()
+            acks.put(None)
+
+        threading.Thread(target=proposer, daemon=True).start()
+        while (value := acks.get()) is not None:
+            send({"ack": value})
+        send({"end": True})
+
     def bench(self, seconds: float, in_flight: int, size: int) -> dict[str, Any]:
         slots = threading.BoundedSemaphore(in_flight)
         latencies: list[float] = []
@@ -159,11 +188,18 @@ def serve(control: Control) -> socketserver.ThreadingTCPServer:
         def handle(self) -> None:
             for line in self.rfile:
                 try:
-                    reply = control.handle(json.loads(line))
+                    req = json.loads(line)
+                    if req["op"] == "propose_stream":
+                        control.propose_stream(req, self.send)
+                        continue
+                    reply = control.handle(req)
                 except Exception as exc:
                     reply = error_reply(exc)
-                self.wfile.write(json.dumps(reply).encode() + b"\n")
-                self.wfile.flush()
+                self.send(reply)
+
+        def send(self, reply: dict[str, Any]) -> None:
+            self.wfile.write(json.dumps(reply).encode() + b"\n")
+            self.wfile.flush()
 
     socketserver.ThreadingTCPServer.daemon_threads = True
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
