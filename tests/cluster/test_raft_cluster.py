@@ -67,12 +67,17 @@ def test_a_write_acknowledged_at_any_node_is_applied_in_the_same_order_on_every_
         via_follower = follower.call(
             "propose_many", prefix="F", count=300, timeout=10, in_flight=64
         )
-        assert via_leader["errors"] == {} and via_follower["errors"] == {}
+        # On a loaded machine an election can cut in: then some proposals fail
+        # (DISCARDED, or an unknown outcome), which is what their errors say.
+        acked = via_leader["acked"] + via_follower["acked"]
+        assert len(via_leader["acked"]) >= 100 and len(via_follower["acked"]) >= 100
         for node in cluster.nodes:
-            assert node.call("barrier", timeout=5)["ok"]
-        state = wait_converged(cluster.nodes, count=600)
-        items = set(leader.state(items=True)["items"])
-        assert items == set(via_leader["acked"]) | set(via_follower["acked"])
+            assert node.call("barrier", timeout=10)["ok"]
+        state = wait_converged(cluster.nodes, min_count=len(acked))
+        items = leader.state(items=True)["items"]
+        assert set(acked) <= set(items) and len(items) == len(set(items))
+        if not (via_leader["errors"] or via_follower["errors"]):
+            assert len(items) == 600
         assert state["restores"] == []
 
 
