@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
@@ -49,7 +49,6 @@ __all__ = ["Member", "RaftNode", "RaftStatus", "Role", "StateMachine"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Callback = Callable[[Any, int], None]  # PySyncObj's callback(result, fail_reason)
 
 _MIN_BACKOFF = 0.001
 _MAX_BACKOFF = 0.05
@@ -107,14 +106,17 @@ class RaftStatus:
     ready: bool  # caught up with the leader once since start
 
 
-@dataclass(frozen=True)
 class _Request:
-    """One proposal in flight: how to (re)queue it, its Future and its deadline."""
+    """One request in flight: what to hand PySyncObj, its Future and its deadline."""
 
-    enqueue: Callable[[Callback], None]  # hands PySyncObj the request with this callback
-    future: Future[Any]
-    deadline: float  # time.monotonic()
-    attempt: int = 0  # QUEUE_FULL retries so far
+    __slots__ = ("arg", "attempt", "deadline", "future", "kind")
+
+    def __init__(self, kind: str, arg: Any, future: Future[Any], deadline: float) -> None:
+        self.kind = kind  # "command" | "add" | "remove"
+        self.arg = arg  # command bytes, or a member's address
+        self.future = future
+        self.deadline = deadline  # time.monotonic()
+        self.attempt = 0  # QUEUE_FULL retries so far
 
 
 class _Failed:
@@ -141,8 +143,6 @@ class _Log(SyncObjConsumer):  # type: ignore[misc]  # PySyncObj is untyped
 
 def _settle(future: Future[T], result: T | None = None, error: BaseException | None = None) -> None:
     """Complete *future* unless it is already done (a deadline and a callback race)."""
-    if future.done():
-        return
     try:
         if error is not None:
             future.set_exception(error)
@@ -152,15 +152,21 @@ def _settle(future: Future[T], result: T | None = None, error: BaseException | N
         pass
 
 
+def _expire(timeout: float, future: Future[Any]) -> None:
+    if not future.done():
+        _settle(future, error=Timeout(f"no outcome within {timeout:g}s; it may still be applied"))
+
+
 class RaftNode:
     """A Raft node replicating opaque commands into *fsm*.
 
-    Construction opens (or creates) the journal and snapshot under
-    ``config.data_dir``, restores the state machine from them, binds
-    ``config.self_addr`` and starts the Raft thread; with ``config.join_addr``
-    it also joins the running cluster (blocking, up to ``config.join_timeout``).
-    Raises Unavailable if the address cannot be bound or the join fails.
-    Call ``close()`` when done.
+    Construction opens (or creates) the journal under ``config.data_dir``,
+    binds ``config.self_addr`` and starts the Raft thread, which first restores
+    the state machine from the snapshot file and replays the journal after it;
+    ``wait_ready()`` returns once that is done and the node has caught up with
+    a leader. With ``config.join_addr`` construction also joins the running
+    cluster (blocking, up to ``config.join_timeout``). Raises Unavailable if
+    the address cannot be bound or the join fails. Call ``close()`` when done.
     """
 
     def __init__(self, config: RaftConfig, fsm: StateMachine) -> None:
@@ -168,7 +174,6 @@ class RaftNode:
         self._fsm = fsm
         self._closed = False
         self._ready = threading.Event()
-        self._pending: set[Future[Any]] = set()
         self._barrier_waiters: list[Future[int]] = []
         self._status_waiters: list[Future[RaftStatus]] = []
         self._lock = threading.Lock()  # guards the two waiter lists
@@ -243,13 +248,7 @@ class RaftNode:
             raise TypeError(f"a command is bytes, not {type(command).__name__}")
         future: Future[object] = self._new_future(timeout)
         if not future.done():
-            self._submit(
-                _Request(
-                    lambda cb: self._log.command(command, callback=cb),
-                    future,
-                    time.monotonic() + timeout,
-                )
-            )
+            self._submit(_Request("command", command, future, time.monotonic() + timeout))
         return future
 
     def read_barrier(self, timeout: float) -> Future[int]:
@@ -270,13 +269,7 @@ class RaftNode:
         started with ``join_addr`` instead, which calls this through a member."""
         future: Future[None] = self._new_future(timeout)
         if not future.done():
-            self._submit(
-                _Request(
-                    lambda cb: self._sync.addNodeToCluster(addr, callback=cb),
-                    future,
-                    time.monotonic() + timeout,
-                )
-            )
+            self._submit(_Request("add", addr, future, time.monotonic() + timeout))
         return future
 
     def remove_member(self, addr: str, timeout: float) -> Future[None]:
@@ -284,13 +277,7 @@ class RaftNode:
         remove it from another node after leadership has moved."""
         future: Future[None] = self._new_future(timeout)
         if not future.done():
-            self._submit(
-                _Request(
-                    lambda cb: self._sync.removeNodeFromCluster(addr, callback=cb),
-                    future,
-                    time.monotonic() + timeout,
-                )
-            )
+            self._submit(_Request("remove", addr, future, time.monotonic() + timeout))
         return future
 
     def wait_ready(self, timeout: float) -> bool:
@@ -322,10 +309,10 @@ class RaftNode:
         self._stop.set()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=10)
-        self._timers.close()
         closed = Unavailable("the Raft node is closed")
-        for future in list(self._pending):
+        for future in self._timers.pending():
             _settle(future, error=closed)
+        self._timers.close()
         log.info("raft node %s closed", self._config.self_addr)
 
     # ------------------------------------------------------------ internals
@@ -340,15 +327,18 @@ class RaftNode:
             return future
         if not timeout > 0:
             raise ValueError(f"timeout must be positive seconds, not {timeout!r}")
-        self._pending.add(future)
-        future.add_done_callback(self._pending.discard)
-        expired = Timeout(f"no outcome within {timeout:g}s; it may still be applied")
-        self._timers.call_at(time.monotonic() + timeout, lambda: _settle(future, error=expired))
+        self._timers.watch(future, time.monotonic() + timeout, functools.partial(_expire, timeout))
         return future
 
     def _submit(self, request: _Request) -> None:
+        callback = functools.partial(self._on_result, request)
         try:
-            request.enqueue(functools.partial(self._on_result, request))
+            if request.kind == "command":
+                self._log.command(request.arg, callback=callback)
+            elif request.kind == "add":
+                self._sync.addNodeToCluster(request.arg, callback=callback)
+            else:
+                self._sync.removeNodeFromCluster(request.arg, callback=callback)
         except Exception as exc:  # PySyncObj refused before queueing (e.g. a bad address)
             _settle(request.future, error=Unavailable(f"Raft refused the request: {exc}"))
 
@@ -367,8 +357,10 @@ class RaftNode:
                 if time.monotonic() + delay >= request.deadline:
                     _settle(future, error=Unavailable("the Raft proposal queue stayed full"))
                 elif not future.done():
-                    again = replace(request, attempt=request.attempt + 1)
-                    self._timers.call_at(time.monotonic() + delay, lambda: self._submit(again))
+                    request.attempt += 1
+                    self._timers.call_at(
+                        time.monotonic() + delay, functools.partial(self._submit, request)
+                    )
             else:
                 _settle(future, error=self._error_for(reason))
         except Exception:
