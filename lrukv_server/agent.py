@@ -97,7 +97,8 @@ class Agent:
             self._make_http_app(service)
             self._start_health_monitor(grpc_server, service)
         except BaseException:
-            self._release_all()
+            # Quietly: the caller reports the failure in one line.
+            self._release_all(report=False)
             raise
 
     def _on_shutdown(self, name: str, release: Callable[[], None]) -> None:
@@ -127,7 +128,12 @@ class Agent:
             self.store_description = f"{geometry}, transaction log off"
             return store
         data_dir = resolve_data_dir(cfg)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OSError(
+                f"cannot create the data directory {data_dir}: {exc.strerror or exc}"
+            ) from None
         # Replays the log into the store before anything is served.
         logged = LoggedStore.open(cfg.txlog, store, data_dir=data_dir, node_id=cfg.node_id)
         # The service closes it; this covers a failure before the service exists.
@@ -213,7 +219,7 @@ class Agent:
         self.begin_shutdown()
         self._release_all()
 
-    def _release_all(self) -> None:
+    def _release_all(self, *, report: bool = True) -> None:
         with self._lock:
             if self._shut_down:
                 return
@@ -226,4 +232,5 @@ class Agent:
             except Exception:
                 log.exception("error while stopping the %s", name)
         self._releases.clear()
-        log.info("stopped in %.2fs", time.monotonic() - started)
+        if report:
+            log.info("stopped in %.2fs", time.monotonic() - started)

@@ -49,7 +49,7 @@ from lrukv_server.api.grpc_server import format_addr
 from lrukv_server.config import LogMode, ServerConfig
 from lrukv_server.txlog import Backend, TxLogError
 
-__all__ = ["LrukvApplication", "bind_http", "process_started_at"]
+__all__ = ["LrukvApplication", "bind_http", "check_grpc_port", "process_started_at"]
 
 log = logging.getLogger("lrukv_server")
 
@@ -70,8 +70,36 @@ def bind_http(host: str, port: int, backlog: int = 2048) -> socket.socket:
         return socket.create_server((host, port), family=family, backlog=backlog)
     except OSError as exc:
         raise OSError(
-            f"cannot listen for HTTP on {format_addr(host, port)}: {exc.strerror or exc}"
+            f"cannot listen for HTTP on {format_addr(host, port)}: {_reason(exc)}"
         ) from None
+
+
+def check_grpc_port(host: str, port: int) -> None:
+    """Raise OSError("cannot listen for gRPC on ...: Address already in use") if
+    another socket listens on the gRPC address.
+
+    grpcio reports a taken port with a C-core log line on stderr and a vague
+    RuntimeError; probing first gives one clear line. (A port taken between the
+    probe and grpcio's bind still fails, with grpcio's words.)
+    """
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # Like grpcio: SO_REUSEADDR (a port in TIME_WAIT is free), no SO_REUSEPORT.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OSError(
+                f"cannot listen for gRPC on {format_addr(host, port)}: {_reason(exc)}"
+            ) from None
+
+
+def _reason(exc: OSError) -> str:
+    """The OS's words for *exc* ("Address already in use"), without the address
+    details Python appends to them."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
 def _heartbeat(worker: Any, done: threading.Event) -> None:
@@ -95,9 +123,23 @@ def process_started_at() -> float:
         return time.time()
 
 
+def _is_boot_failure_report(record: logging.LogRecord) -> bool:
+    """gunicorn's master line for a worker that exited with WORKER_BOOT_ERROR."""
+    return (
+        record.msg == "Worker (pid:%s) exited with code %s."
+        and isinstance(record.args, tuple)
+        and record.args[-1:] == (Arbiter.WORKER_BOOT_ERROR,)
+    )
+
+
 class _Logger(glogging.Logger):  # type: ignore[misc]
     """gunicorn's logger, sending its lines through Python logging's root handler
-    so they get lrukv's format (JSON in prod)."""
+    so they get lrukv's format (JSON in prod).
+
+    A worker that cannot start prints the one line saying why and exits with
+    WORKER_BOOT_ERROR; the master's own report of that exit is dropped, so a
+    start-up failure stays one line on stderr (see _Arbiter.halt).
+    """
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
@@ -105,6 +147,7 @@ class _Logger(glogging.Logger):  # type: ignore[misc]
             for handler in list(logger.handlers):
                 logger.removeHandler(handler)
             logger.propagate = True
+        self.error_log.addFilter(lambda record: not _is_boot_failure_report(record))
 
 
 class LrukvWorker(ThreadWorker):  # type: ignore[misc]
@@ -144,6 +187,15 @@ class _Arbiter(Arbiter):  # type: ignore[misc]
 
     def handle_int(self) -> None:
         self.handle_term()
+
+    def halt(self, reason: str | None = None, exit_status: int = 0) -> None:
+        if exit_status != self.WORKER_BOOT_ERROR:
+            super().halt(reason, exit_status)
+            return
+        # The worker has printed why it could not start, in one line: exit
+        # without gunicorn's "Shutting down" / "Reason: Worker failed to boot".
+        self.stop()
+        sys.exit(exit_status)
 
     def stop(self, graceful: bool = True) -> None:
         # The worker uses graceful_timeout for its HTTP drain (it read the config
@@ -225,6 +277,7 @@ class LrukvApplication(BaseApplication):  # type: ignore[misc]
                 target=_heartbeat, args=(worker, booted), name="lrukv-boot-heartbeat", daemon=True
             ).start()
         try:
+            check_grpc_port(self.config.host, self.config.grpc.port)
             agent.start()
         except (OSError, ValueError, TxLogError) as exc:
             # One clear line instead of a traceback; exit code 3 makes the master
