@@ -30,23 +30,22 @@ from __future__ import annotations
 import logging
 import math
 import os
-import signal
 import socket
 import sys
 import threading
 import time
-from types import FrameType
 from typing import Any
 
 from gunicorn import glogging
 from gunicorn import sock as gunicorn_sock
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
-from gunicorn.workers.gthread import ThreadWorker
 
 from lrukv_server.agent import Agent, ServiceWrapper
 from lrukv_server.api.grpc_server import format_addr
 from lrukv_server.config import LogMode, ServerConfig
+from lrukv_server.http_streams import StreamLimit, max_streams_for
+from lrukv_server.http_worker import LrukvWorker, raise_fd_limit
 from lrukv_server.txlog import Backend, TxLogError
 
 __all__ = ["LrukvApplication", "bind_http", "check_grpc_port", "process_started_at"]
@@ -150,28 +149,6 @@ class _Logger(glogging.Logger):  # type: ignore[misc]
         self.error_log.addFilter(lambda record: not _is_boot_failure_report(record))
 
 
-class LrukvWorker(ThreadWorker):  # type: ignore[misc]
-    """The gthread worker, with graceful SIGINT and the Agent told about shutdowns."""
-
-    def init_signals(self) -> None:
-        super().init_signals()
-        # gunicorn's worker exits at once on SIGINT; Ctrl-C in a terminal reaches
-        # the worker too, and must drain like SIGTERM.
-        signal.signal(signal.SIGINT, self.handle_exit)
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        super().handle_exit(sig, frame)
-        agent = getattr(self.app, "agent", None)
-        if agent is not None:
-            agent.begin_shutdown()
-
-    def handle_quit(self, sig: int, frame: FrameType | None) -> None:
-        agent = getattr(self.app, "agent", None)
-        if agent is not None:
-            agent.begin_shutdown(quick=True)
-        super().handle_quit(sig, frame)
-
-
 class _Arbiter(Arbiter):  # type: ignore[misc]
     """gunicorn's master, using the socket lrukv bound and draining on SIGINT."""
 
@@ -235,8 +212,9 @@ class LrukvApplication(BaseApplication):  # type: ignore[misc]
             "workers": 1,
             "worker_class": LrukvWorker,
             "threads": cfg.http.threads,
-            # Connections beyond the threads wait in keep-alive, not in the kernel.
-            "worker_connections": max(1000, cfg.http.threads * 4),
+            # Connections wait in the worker's poller until a request has arrived
+            # (http_worker), so they are bounded by file descriptors, not threads.
+            "worker_connections": max(cfg.http.threads * 4, min(10000, raise_fd_limit() - 256)),
             "graceful_timeout": math.ceil(cfg.drain_timeout),
             "timeout": 30,
             "keepalive": 5,
@@ -287,7 +265,8 @@ class LrukvApplication(BaseApplication):  # type: ignore[misc]
         finally:
             booted.set()
         self.agent = agent
-        return agent.wsgi_app
+        assert agent.wsgi_app is not None
+        return StreamLimit(agent.wsgi_app, max_streams_for(self.config.http.threads))
 
     def _post_fork(self, server: Any, worker: Any) -> None:
         self._worker = worker  # in the worker process, before load()
