@@ -1,4 +1,4 @@
-"""lrukv's gunicorn worker: gthread, with request heads read in the poller.
+"""lrukv's gunicorn worker: gthread, where no thread ever waits for a request head.
 
 gunicorn's gthread worker (27.x) hands a freshly accepted connection straight to
 one of its threads, which waits up to 5 s for a first byte and then blocks
@@ -6,11 +6,13 @@ reading the request head for as long as the client takes. With 8 threads, 8
 silent connections stalled every HTTP request for 5 s, and 8 clients sending one
 header byte every 100 ms (slowloris) froze HTTP for as long as they kept on.
 
-This worker keeps a connection in the poller, the main thread's selector, until
-its whole request head has arrived, reading what is there whenever the socket
-is readable (non-blocking, in the main thread); only a connection with a
-complete head takes a thread. Kept-alive connections go the same way for each
-next request. Limits:
+Here a thread given a connection only reads what has arrived, without blocking
+(handle()). If the request head is not complete yet, the connection goes back
+to the poller, the main thread's selector, with the bytes so far, and returns
+to a thread when it is readable again; a thread serves the request only once
+its head is whole. Kept-alive connections go the same way for each next
+request. (Reading heads in the main thread instead would add a socket call,
+and a GIL hand-off, to the main loop for every request.) Limits:
 
 * ``HEAD_TIMEOUT``: a request head must be complete within 10 s of the
   connection's opening (of its first byte, on a kept-alive connection). A
@@ -40,7 +42,6 @@ import struct
 import time
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from functools import partial
 from types import FrameType
 from typing import Any
@@ -85,17 +86,37 @@ def raise_fd_limit(wanted: int = 65536) -> int:
     return int(soft)
 
 
-@dataclass(eq=False)
-class _Wait:
-    """A connection waiting in the poller: for its request head, or for the
-    client's FIN after the server's half-close (``lingering``)."""
+_MORE = object()  # handle()'s answer: the head is incomplete; wait in the poller
 
-    conn: TConn
-    deadline: float
-    lingering: bool = False
-    head: bytearray = field(default_factory=bytearray)
-    drained: int = 0
-    active: bool = True
+
+class _Head:
+    """A request head being read: the bytes so far and its deadline.
+
+    ``in_poller`` is True while the connection waits in the poller (not in a
+    thread); ``active`` becomes False once the head is complete or the
+    connection is gone."""
+
+    __slots__ = ("active", "buf", "conn", "deadline", "in_poller", "queued")
+
+    def __init__(self, conn: TConn, deadline: float, buf: bytes = b"") -> None:
+        self.conn = conn
+        self.deadline = deadline
+        self.buf = bytearray(buf)
+        self.in_poller = False
+        self.queued = False  # in the worker's deadline queue
+        self.active = True
+
+
+class _Linger:
+    """A closing connection waiting in the poller for the client's FIN."""
+
+    __slots__ = ("active", "conn", "deadline", "drained")
+
+    def __init__(self, conn: TConn, deadline: float) -> None:
+        self.conn = conn
+        self.deadline = deadline
+        self.drained = 0
+        self.active = True
 
 
 def _head_complete(head: bytearray, new: int, line_limit: int) -> bool:
@@ -121,8 +142,8 @@ class LrukvWorker(ThreadWorker):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # In deadline order: every deadline is now + a constant.
-        self._waits: deque[_Wait] = deque()
+        self._waits: deque[_Head] = deque()  # heads that waited in the poller
+        self._lingers: deque[_Linger] = deque()
         self._stop_capped = False
 
     # ------------------------------------------------------------ signals
@@ -149,7 +170,7 @@ class LrukvWorker(ThreadWorker):  # type: ignore[misc]
             agent.begin_shutdown(quick=True)
         super().handle_quit(sig, frame)
 
-    # -------------------------------------------------- waiting for heads
+    # -------------------------------------------------- reading heads
 
     def accept(self, listener: socket.socket) -> None:
         try:
@@ -162,86 +183,98 @@ class LrukvWorker(ThreadWorker):  # type: ignore[misc]
         with contextlib.suppress(OSError):  # elsewhere than Linux: no send deadline
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _SNDTIMEO)
         conn = TConn(self.cfg, sock, addr, listener.getsockname())  # non-blocking now
-        # The request is often there already: read it before waiting on the poller.
-        self._read_head(conn, None)
+        self._start_head(conn)
 
     def on_client_socket_readable(self, conn: TConn, client: socket.socket) -> None:
         """A kept-alive connection has bytes: its next request head starts."""
         self.poller.unregister(client)
         self.keepalived_conns.remove(conn)
-        self._read_head(conn, None)
+        self._start_head(conn)
 
-    def _read_head(self, conn: TConn, wait: _Wait | None, buffered: bytes = b"") -> None:
-        """Read what has arrived of *conn*'s request head; hand the connection to a
-        thread once the head is complete, else wait in the poller (again)."""
-        data = buffered
-        if not data:
+    def _start_head(self, conn: TConn, read_ahead: bytes = b"") -> None:
+        # Like gunicorn, hand the connection to a thread at once; the thread only
+        # reads what has arrived, without blocking (handle()).
+        conn.lrukv_head = _Head(conn, time.monotonic() + HEAD_TIMEOUT, read_ahead)
+        self.enqueue_req(conn)
+
+    def handle(self, conn: TConn) -> Any:
+        """In a thread: read what has arrived of the head (non-blocking); go on to
+        gunicorn's handling only once it is complete, else return _MORE."""
+        head: _Head | None = getattr(conn, "lrukv_head", None)
+        if head is not None and head.active:
+            outcome = self._read_head(conn, head)
+            if outcome is not None:
+                return outcome
+        return super().handle(conn)
+
+    def _read_head(self, conn: TConn, head: _Head) -> Any:
+        """None once the head is complete (and handed to the parser); else _MORE,
+        or False to close the connection."""
+        buf = head.buf
+        new = len(buf)
+        if not (buf and _head_complete(buf, new, self.cfg.limit_request_line)):
             try:
                 data = conn.sock.recv(_RECV)
             except (BlockingIOError, InterruptedError):
-                if wait is None:
-                    self._start_wait(conn, bytearray())
-                return
+                return _MORE
             except OSError:
-                data = b""
-            if not data:  # the client closed (or reset) the connection
-                self._end_wait(wait)
-                self._drop(conn)
-                return
-        head = wait.head if wait is not None else bytearray()
-        head += data
-        if _head_complete(head, len(data), self.cfg.limit_request_line):
-            self._end_wait(wait)
-            conn.lrukv_head = bytes(head)
-            conn.data_ready = True  # gunicorn must not wait for data again
-            self.enqueue_req(conn)
-        elif len(head) > HEAD_LIMIT:
-            self._end_wait(wait)
-            self._refuse(conn, 431, "Request Header Fields Too Large",
-                         f"the request head is over {HEAD_LIMIT} bytes")  # fmt: skip
-        elif wait is None:
-            self._start_wait(conn, head)
+                return False
+            if not data:  # the client closed the connection
+                head.active = False
+                return False
+            buf += data
+            new = len(data)
+            if not _head_complete(buf, new, self.cfg.limit_request_line):
+                if len(buf) <= HEAD_LIMIT:
+                    return _MORE
+                head.active = False
+                self._answer(conn, 431, "Request Header Fields Too Large",
+                             f"the request head is over {HEAD_LIMIT} bytes")  # fmt: skip
+                return False
+        head.active = False
+        conn.sock.setblocking(True)
+        conn.init()
+        conn.parser.unreader.unread(bytes(buf))
+        conn.data_ready = True  # gunicorn must not wait for data again
+        return None
 
-    def _start_wait(self, conn: TConn, head: bytearray) -> None:
-        wait = _Wait(conn, time.monotonic() + HEAD_TIMEOUT, head=head)
-        if not self.alive:
-            wait.deadline = min(wait.deadline, time.monotonic() + STOP_KEEPALIVE_LINGER)
-        self._add_wait(wait, partial(self._on_head_readable, wait))
+    def _on_head_readable(self, head: _Head, _sock: Any) -> None:
+        head.in_poller = False
+        self.poller.unregister(head.conn.sock)
+        self.enqueue_req(head.conn)
 
-    def _on_head_readable(self, wait: _Wait, _sock: Any) -> None:
-        self._read_head(wait.conn, wait)
-
-    def _add_wait(self, wait: _Wait, callback: Any) -> None:
-        self._waits.append(wait)
-        self.poller.register(wait.conn.sock, selectors.EVENT_READ, callback)
-
-    def _end_wait(self, wait: _Wait | None) -> None:
-        if wait is None or not wait.active:
+    def _wait_for_more(self, conn: TConn) -> None:
+        """Main thread: the head is incomplete; wait in the poller until readable."""
+        head: _Head = conn.lrukv_head
+        if head.deadline <= time.monotonic():
+            self._expire(head)
             return
-        wait.active = False
-        with contextlib.suppress(KeyError, ValueError, OSError):
-            self.poller.unregister(wait.conn.sock)
+        if not self.alive:
+            head.deadline = min(head.deadline, time.monotonic() + STOP_KEEPALIVE_LINGER)
+        if not head.queued:
+            head.queued = True
+            self._waits.append(head)
+        head.in_poller = True
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_head_readable, head))
 
-    def _drop(self, conn: TConn) -> None:
+    def _expire(self, head: _Head) -> None:
+        head.active = False
+        if head.in_poller:
+            head.in_poller = False
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.poller.unregister(head.conn.sock)
         self.nr_conns -= 1
-        conn.close()
+        if head.buf:
+            message = f"the request head did not arrive within {HEAD_TIMEOUT:g} s"
+            self._answer(head.conn, 408, "Request Timeout", message)
+            self._linger(head.conn)
+        else:
+            head.conn.close()  # it never sent a byte: nothing to answer
 
-    def _refuse(self, conn: TConn, status: int, reason: str, message: str) -> None:
-        code = error_code(reason)
+    @staticmethod
+    def _answer(conn: TConn, status: int, reason: str, message: str) -> None:
         with contextlib.suppress(OSError):  # a courtesy: the connection closes anyway
-            conn.sock.send(error_response(status, reason, code, message))
-        self.nr_conns -= 1
-        self._linger(conn)
-
-    def handle(self, conn: TConn) -> Any:
-        head = getattr(conn, "lrukv_head", b"")
-        if head:
-            # In the thread: give the parser the head the poller read.
-            conn.lrukv_head = b""
-            conn.sock.setblocking(True)
-            conn.init()
-            conn.parser.unreader.unread(head)
-        return super().handle(conn)
+            conn.sock.send(error_response(status, reason, error_code(reason), message))
 
     # ------------------------------------------------- after each request
 
@@ -261,19 +294,21 @@ class LrukvWorker(ThreadWorker):  # type: ignore[misc]
             return False
 
     def finish_request(self, conn: TConn, fs: Future[Any]) -> None:
-        """gunicorn's, except that a kept-alive connection's read-ahead bytes and a
-        closing connection's wait for the client's FIN are handled in the poller."""
+        """gunicorn's, plus: an incomplete head waits in the poller; a kept-alive
+        connection's read-ahead starts the next head; a closing connection waits
+        for the client's FIN in the poller, not in this loop."""
         try:
-            keepalive = fs.result() if not fs.cancelled() else False
+            outcome = fs.result() if not fs.cancelled() else False
         except Exception:
-            keepalive = False
+            outcome = False
         try:
-            if keepalive and conn.sock.fileno() >= 0:
+            if outcome is _MORE and conn.sock.fileno() >= 0:
+                self._wait_for_more(conn)
+            elif outcome is True and conn.sock.fileno() >= 0:
                 conn.sock.setblocking(False)
                 read_ahead = conn.parser.unreader.take_buffered()
-                if read_ahead:
-                    # Pipelined: the next request's head (or part of it) is here.
-                    self._read_head(conn, None, buffered=read_ahead)
+                if read_ahead:  # pipelined: (part of) the next request is here
+                    self._start_head(conn, read_ahead)
                     return
                 conn.set_timeout()
                 if not self.alive:
@@ -302,43 +337,47 @@ class LrukvWorker(ThreadWorker):  # type: ignore[misc]
         except OSError:
             sock.close()
             return
-        wait = _Wait(conn, time.monotonic() + LINGER_TIMEOUT, lingering=True)
-        self._add_wait(wait, partial(self._on_linger_readable, wait))
+        linger = _Linger(conn, time.monotonic() + LINGER_TIMEOUT)
+        self._lingers.append(linger)
+        self.poller.register(sock, selectors.EVENT_READ, partial(self._on_linger_readable, linger))
 
-    def _on_linger_readable(self, wait: _Wait, _sock: Any) -> None:
+    def _on_linger_readable(self, linger: _Linger, _sock: Any) -> None:
         try:
-            data = wait.conn.sock.recv(_RECV)
+            data = linger.conn.sock.recv(_RECV)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             data = b""
-        wait.drained += len(data)
-        if not data or wait.drained >= _LINGER_DRAIN:
-            self._end_wait(wait)
-            wait.conn.sock.close()
+        linger.drained += len(data)
+        if not data or linger.drained >= _LINGER_DRAIN:
+            self._end_linger(linger)
+
+    def _end_linger(self, linger: _Linger) -> None:
+        linger.active = False
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self.poller.unregister(linger.conn.sock)
+        linger.conn.sock.close()
 
     # ---------------------------------------------------------- deadlines
 
     def murder_pending(self) -> None:
-        """Runs after every poll (about once a second at least): end the waits
-        whose deadline has passed."""
+        """Runs after every poll (about once a second at least): end the heads and
+        lingering closes whose deadline has passed."""
         super().murder_pending()
         now = time.monotonic()
         if not self.alive and not self._stop_capped:
-            # Stopping: waiting heads get what kept-alive connections get.
+            # Stopping: heads being read get what kept-alive connections get.
             self._stop_capped = True
             cap = now + STOP_KEEPALIVE_LINGER
-            for wait in self._waits:
-                wait.deadline = min(wait.deadline, cap)
+            for head in self._waits:
+                head.deadline = min(head.deadline, cap)
+        # Both queues are in (nearly) deadline order: each deadline is now + a constant.
         while self._waits and self._waits[0].deadline <= now:
-            wait = self._waits.popleft()
-            if not wait.active:
-                continue
-            self._end_wait(wait)
-            if wait.lingering:
-                wait.conn.sock.close()
-            elif wait.head:
-                message = f"the request head did not arrive within {HEAD_TIMEOUT:g} s"
-                self._refuse(wait.conn, 408, "Request Timeout", message)
-            else:
-                self._drop(wait.conn)  # never sent a byte: nothing to answer
+            head = self._waits.popleft()
+            if head.active and head.in_poller:
+                self._expire(head)
+            # A head being read in a thread expires when it comes back (_wait_for_more).
+        while self._lingers and self._lingers[0].deadline <= now:
+            linger = self._lingers.popleft()
+            if linger.active:
+                self._end_linger(linger)

@@ -81,3 +81,25 @@ def test_a_silent_connection_is_closed_without_an_answer(
         started = time.monotonic()
         assert _read_until_closed(sock, timeout=30) == b""
         assert time.monotonic() - started < 25
+
+
+def test_a_client_that_never_closes_after_connection_close_stalls_nobody(
+    lrukv_server_factory: StartServer,
+) -> None:
+    # After a "Connection: close" answer the server waits up to 2 s for the client's
+    # FIN; gunicorn did so in its main loop, stalling every other connection meanwhile.
+    server = lrukv_server_factory()
+    holders = []
+    try:
+        for _ in range(5):
+            sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=30)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+            holders.append(sock)  # read the answer, then never close
+        result = measure_gets("127.0.0.1", server.http_port, seconds=20, requests=20)
+    finally:
+        for sock in holders:
+            sock.close()
+    assert result.failures == 0
+    p99 = result.percentile(99)
+    assert p99 <= P99_BOUND_SECONDS, f"p99 {p99 * 1000:.0f} ms beside 5 lingering clients"
