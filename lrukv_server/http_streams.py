@@ -1,16 +1,26 @@
-"""A cap on concurrent HTTP stream responses (``/v1/util/items``, ``/v1/util/keys``).
+"""Bounds on HTTP stream responses (``/v1/util/items``, ``/v1/util/keys``).
 
-A client that asks for a stream and stops reading holds an HTTP thread until its
-writes fail (the worker's send deadline, see http_worker). Without a cap, as many
-stalled readers as threads would stop HTTP for everyone. With it, at most
-``max_streams`` (half the threads) are in flight; one more is answered at once
-with 503 ``unavailable`` and ``Retry-After: 1``, and the other threads stay free
-for every other request.
+A client that asks for a stream and stops reading holds an HTTP thread while the
+server's write waits for it. Two bounds keep such clients from stalling others:
+
+* a cap: at most ``max_streams`` (half the threads) streams are in flight; one
+  more is answered at once with 503 ``unavailable`` and ``Retry-After: 1``, so
+  the other threads stay free for every other request;
+* a send deadline: a stream is written in pieces of at most ``PIECE_BYTES``, and
+  a piece the client has not taken within ``SEND_TIMEOUT`` seconds ends the
+  connection (a socket timeout; the worker closes it, see http_worker), freeing
+  the thread and the slot. A reader slower than 256 KiB per 10 s is cut off too.
+
+(The worker's SO_SNDTIMEO is a backstop for every response, but the kernel keeps
+taking a little data while it probes a closed window, so alone it can take much
+longer than its 10 s to give up on a stalled reader.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -18,9 +28,11 @@ from typing import Any
 from lrukv_server.api.status import message_of, status_of
 from lrukv_server.errors import Unavailable
 
-__all__ = ["STREAM_PATHS", "StreamLimit", "max_streams_for"]
+__all__ = ["PIECE_BYTES", "SEND_TIMEOUT", "STREAM_PATHS", "StreamLimit", "max_streams_for"]
 
 STREAM_PATHS = frozenset({"/v1/util/items", "/v1/util/keys"})
+SEND_TIMEOUT = 10.0
+PIECE_BYTES = 256 * 1024
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -40,15 +52,28 @@ def _is_stream(environ: dict[str, Any]) -> bool:
     return str(raw).split("?", 1)[0] in STREAM_PATHS
 
 
-class _Release:
-    """The response body, giving its slot back once, when the server closes it."""
+class _Stream:
+    """The response body in pieces under a send deadline; gives its slot back
+    once, when the server closes it."""
 
-    def __init__(self, body: Iterable[bytes], release: Callable[[], None]) -> None:
+    def __init__(
+        self, body: Iterable[bytes], release: Callable[[], None], sock: socket.socket | None
+    ) -> None:
         self._body = body
         self._release: Callable[[], None] | None = release
+        self._sock = sock
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._body)
+        if self._sock is not None:
+            # Every sendall of a piece must finish within the timeout (gunicorn
+            # writes each piece with one sendall).
+            self._sock.settimeout(SEND_TIMEOUT)
+        for chunk in self._body:
+            if len(chunk) <= PIECE_BYTES:
+                yield chunk
+            else:
+                for start in range(0, len(chunk), PIECE_BYTES):
+                    yield chunk[start : start + PIECE_BYTES]
 
     def close(self) -> None:
         try:
@@ -56,13 +81,17 @@ class _Release:
             if close is not None:
                 close()
         finally:
+            if self._sock is not None:
+                with contextlib.suppress(OSError):
+                    self._sock.settimeout(None)
             release, self._release = self._release, None
             if release is not None:
                 release()
 
 
 class StreamLimit:
-    """WSGI middleware: at most *max_streams* stream responses at once."""
+    """WSGI middleware: at most *max_streams* stream responses at once, each
+    under the send deadline."""
 
     def __init__(self, app: WSGIApp, max_streams: int) -> None:
         self.app = app
@@ -79,7 +108,8 @@ class StreamLimit:
         except BaseException:
             self._slots.release()
             raise
-        return _Release(body, self._slots.release)
+        sock = environ.get("gunicorn.socket")
+        return _Stream(body, self._slots.release, sock if isinstance(sock, socket.socket) else None)
 
     def _busy(self, start_response: Callable[..., Any]) -> list[bytes]:
         exc = Unavailable(

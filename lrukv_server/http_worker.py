@@ -21,7 +21,9 @@ and a GIL hand-off, to the main loop for every request.) Limits:
 * ``HEAD_LIMIT``: a head still incomplete after 64 KiB is answered 431.
 * ``SEND_TIMEOUT``: every connection has SO_SNDTIMEO of 10 s, so a response
   write that makes no progress for 10 s (a client that stopped reading) fails,
-  and the connection is closed, freeing its thread (see also http_streams).
+  and the connection is closed, freeing its thread. A backstop: the kernel keeps
+  taking a few bytes while it probes a closed window, so it can take longer;
+  streams have their own exact deadline (http_streams).
 * Closing after ``Connection: close`` lingers for the client's FIN in the
   poller too (gunicorn lingered up to 2 s in the main loop, stalling it).
 
@@ -282,13 +284,13 @@ class LrukvWorker(ThreadWorker):  # type: ignore[misc]
         try:
             return super().handle_request(req, conn)
         except OSError as exc:
-            if exc.errno not in _NO_PROGRESS_ERRNOS:
+            # A stream's send deadline (socket.timeout, see http_streams), or
+            # SO_SNDTIMEO (EAGAIN): the client stopped taking the response.
+            if not isinstance(exc, TimeoutError) and exc.errno not in _NO_PROGRESS_ERRNOS:
                 raise
-            # SO_SNDTIMEO: the client took no response data for SEND_TIMEOUT seconds.
             log.warning(
-                "HTTP client %s read nothing of the response for %ds; closed its connection",
+                "HTTP client %s stopped reading its response; closed its connection",
                 conn.client[0] if isinstance(conn.client, tuple) else conn.client,
-                SEND_TIMEOUT,
             )
             _abort(conn.sock)
             return False

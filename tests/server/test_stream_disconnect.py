@@ -208,7 +208,8 @@ def test_a_stalled_http_stream_is_cut_off_after_the_send_deadline(server: Server
     sock = _stalled_reader(server)
     try:
         assert sock.recv(64).startswith(b"HTTP/1.1 200 ")
-        deadline = time.monotonic() + 60
+        # The send deadline is 10 s; the rest is slack for a loaded machine.
+        deadline = time.monotonic() + 30
         refused = 0
         while _http(server, "GET", "/v1/util/keys") == 503:
             refused += 1
