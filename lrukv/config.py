@@ -55,8 +55,9 @@ class StoreConfig:
         *,
         clock: Callable[[], float] = time.time,
         on_evict: EvictionCallback | None = None,
+        reap_on_read: bool = True,
     ) -> ShardedMap:
-        """Create an empty ShardedMap with these settings."""
+        """Create an empty ShardedMap with these settings (``reap_on_read``: see ShardedMap)."""
         self.validate()
         return ShardedMap(
             self.shards,
@@ -66,4 +67,5 @@ class StoreConfig:
             max_value_bytes=self.max_value_bytes,
             clock=clock,
             on_evict=on_evict,
+            reap_on_read=reap_on_read,
         )

@@ -87,6 +87,7 @@ class ShardedMap:
         max_value_bytes: int | None = None,
         clock: Callable[[], float] = time.time,
         on_evict: EvictionCallback | None = None,
+        reap_on_read: bool = True,
     ) -> None:
         """Create an empty map.
 
@@ -95,6 +96,12 @@ class ShardedMap:
         a fake. ``on_evict`` is called once per evicted item, after the lock is
         released; an exception it raises propagates to the caller of the
         operation, which has completed.
+
+        ``reap_on_read`` (default True) lets a read remove the expired key it
+        finds. A replica of a replicated store passes False: there a read must
+        change nothing, because removing a key on the replica's own clock would
+        make it evict differently from the others; expired keys are then removed
+        by ``purge_expired(now=...)`` or by eviction, at the same log index everywhere.
         """
         validate_sizes(shards, items_per_shard, max_bytes, max_key_bytes, max_value_bytes)
         if not callable(clock):
@@ -110,6 +117,7 @@ class ShardedMap:
         self._index: dict[str, Node] = {}
         self._clock = clock
         self._on_evict = on_evict
+        self._reap_on_read = reap_on_read
         # No byte budget and no callback: puts of new keys may take the inlined path.
         self._plain = max_bytes is None and on_evict is None
 
@@ -218,7 +226,8 @@ class ShardedMap:
                 shard.misses += 1
                 return default
             if node.expires is not None and node.expires <= self._clock():
-                self._unlink(shard, node, EvictionCause.EXPIRED, evicted)
+                if self._reap_on_read:
+                    self._unlink(shard, node, EvictionCause.EXPIRED, evicted)
                 shard.misses += 1
                 return default
             if touch:
@@ -542,8 +551,14 @@ class ShardedMap:
         """
         return self.pop(key, None) is not None
 
-    def pop(self, key: str, default: bytes | None = None) -> bytes | None:
-        """Remove *key* and return its value, or return *default*. Atomic. Cost: O(1)."""
+    def pop(
+        self, key: str, default: bytes | None = None, *, now: float | None = None
+    ) -> bytes | None:
+        """Remove *key* and return its value, or return *default*. Atomic. Cost: O(1).
+
+        An expired key is removed too, and answers *default*; ``now`` (default:
+        the clock) decides whether it has expired, so replicas applying the same
+        delete with the same ``now`` answer the same."""
         try:
             hint = self._index.get(key)
         except TypeError:  # unhashable: zero cost unless raised
@@ -559,7 +574,7 @@ class ShardedMap:
             if node is None:
                 return default
             value = node.value
-            live = node.expires is None or node.expires > self._clock()
+            live = node.expires is None or node.expires > (self._clock() if now is None else now)
             self._unlink(shard, node, None if live else EvictionCause.EXPIRED, evicted)
             return value if live else default
         finally:
@@ -572,16 +587,19 @@ class ShardedMap:
         if not self.delete(key):
             raise KeyNotFound(key)
 
-    def touch(self, keys: Iterable[str]) -> int:
+    def touch(self, keys: Iterable[str], *, now: float | None = None) -> int:
         """Make each present key the most recently used of its shard, in the order
         given; return how many were present.
 
         This is how replicas apply a batch of reads made elsewhere (a replicated
-        ``TOUCH``) without reading values. Expired keys are not revived.
+        ``TOUCH``) without reading values. Expired keys are not revived; ``now``
+        (default: the clock) decides which are expired, so replicas applying the
+        same command with the same ``now`` move the same keys.
         Cost: O(len(keys)).
         """
         touched = 0
-        now = self._clock()
+        if now is None:
+            now = self._clock()
         for key in keys:
             try:
                 node = self._index.get(key)
@@ -618,16 +636,17 @@ class ShardedMap:
                 shard.release()
         raise KeyNotFound(key)
 
-    def purge_expired(self) -> int:
-        """Remove every expired item now; return how many. Cost: O(n), one shard
-        locked at a time. Expired items are otherwise removed lazily, when read or
-        when they reach the tail of a full shard."""
+    def purge_expired(self, *, now: float | None = None) -> int:
+        """Remove every item expired at ``now`` (default: the clock); return how
+        many. Cost: O(n), one shard locked at a time. Expired items are otherwise
+        removed lazily, when read or when they reach the tail of a full shard."""
         purged = 0
+        fixed_now = now
         for shard in self._shards:
             evicted: list[tuple[str, bytes, EvictionCause]] = []
             shard.acquire()
             try:
-                now = self._clock()
+                now = self._clock() if fixed_now is None else fixed_now
                 head = shard.head
                 node = head.prev  # oldest first, so callbacks see eviction order
                 while node is not head:

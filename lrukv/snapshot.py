@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from lrukv.errors import CorruptSnapshot, UnsupportedSnapshotVersion
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "Entry", "SnapshotData", "decode", "encode"]
+__all__ = ["FORMAT_VERSION", "MAGIC", "Entry", "SnapshotData", "decode", "encode", "read_geometry"]
 
 MAGIC = b"LRUKVSNP"
 FORMAT_VERSION = 1
@@ -83,6 +83,26 @@ def encode(data: SnapshotData) -> bytes:
             parts.append(value)
     body = b"".join(parts)
     return body + _TRAILER.pack(zlib.crc32(body))
+
+
+def read_geometry(blob: bytes | bytearray | memoryview) -> tuple[int, int, int | None]:
+    """Return (shards, items_per_shard, max_bytes) from a snapshot's header only,
+    without verifying the body (``decode`` does). Cost: O(1).
+
+    >>> read_geometry(encode(SnapshotData(3, 7, None, ((), (), ()))))
+    (3, 7, None)
+    """
+    view = memoryview(blob)
+    if len(view) < _HEADER.size:
+        raise CorruptSnapshot(f"snapshot is {len(view)} bytes, shorter than its header")
+    magic, version, _flags, shards, items_per_shard, max_bytes, _total = _HEADER.unpack_from(view)
+    if magic != MAGIC:
+        raise CorruptSnapshot("not an lrukv snapshot (bad magic)")
+    if version != FORMAT_VERSION:
+        raise UnsupportedSnapshotVersion(
+            f"snapshot format version {version}; this lrukv reads version {FORMAT_VERSION}"
+        )
+    return shards, items_per_shard, max_bytes or None
 
 
 def decode(blob: bytes | bytearray | memoryview) -> SnapshotData:

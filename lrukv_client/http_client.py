@@ -24,6 +24,7 @@ import json
 import ssl
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from decimal import Decimal
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -138,7 +139,8 @@ class HttpClient:
         """Store ``value`` under ``key``; see :meth:`lrukv_client.Client.put`."""
         body = to_bytes(value)
         ttl = check_ttl(ttl)
-        params = {} if ttl is None else {"ttl": repr(ttl)}
+        # The server takes a plain decimal only: repr() would send 1e-05 or 1e+20.
+        params = {} if ttl is None else {"ttl": format(Decimal(repr(ttl)), "f")}
         self._call(
             "PUT",
             _key_path(key),

@@ -7,9 +7,11 @@ step fails, what was already set up is released before the error propagates.
 Setup order, and why:
 
 1. bind the gRPC port        fail fast on a taken port, before a long log replay
-2. open the store            a ShardedMap, or the transaction log's LoggedStore
-                             (replays the log); the service closes it
-3. the KVService             LocalService over the store (a ReplicatedService later)
+2. open the store            the StoreFSM over a ShardedMap, and the transaction
+                             log's LoggedStore (replays the log) when it is on
+3. the KVService             LocalService over the state machine (a
+                             ReplicatedService later); each part registers a
+                             named health check with the agent
 4. start gRPC                KV + grpc.health.v1 + reflection
 5. the HTTP app              the Flask app; gunicorn serves it
 6. health monitor            mirrors the service's readiness into grpc.health.v1
@@ -17,9 +19,10 @@ Setup order, and why:
 Shutdown: ``begin_shutdown()`` (safe to call from a signal handler: it only sets
 an event) makes a helper thread stop gRPC from accepting calls while in-flight
 ones drain; gunicorn drains HTTP meanwhile. ``shutdown()`` then waits for gRPC
-to finish and closes the service, which closes the store and flushes the
-transaction log. The Agent runs inside the gunicorn worker, never in the master
-(gRPC and fork do not mix, and the store must live where requests are served).
+to finish, closes the service (which then refuses calls) and then closes the
+transaction log, which flushes it. Each part is closed by the agent alone.
+The Agent runs inside the gunicorn worker, never in the master (gRPC and fork
+do not mix, and the store must live where requests are served).
 """
 
 from __future__ import annotations
@@ -29,14 +32,19 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from flask import Flask
 
 from lrukv_server.api.grpc_server import GrpcServer, format_addr
 from lrukv_server.api.http_app import create_app
-from lrukv_server.config import ServerConfig, resolve_data_dir
+from lrukv_server.config import ConfigError, ServerConfig, resolve_data_dir
+from lrukv_server.errors import Unavailable
+from lrukv_server.fsm import Member, StoreFSM
+from lrukv_server.raft import RaftConfig, RaftNode
 from lrukv_server.service.base import KVService, ServerInfo
-from lrukv_server.service.local import LocalService, Store
+from lrukv_server.service.local import CommandWriter, HealthCheck, LocalService
+from lrukv_server.service.replicated import ReplicaStateMachine, ReplicatedService
 from lrukv_server.txlog import Backend, LoggedStore
 
 __all__ = ["Agent", "ServiceWrapper", "advertised_host"]
@@ -84,6 +92,7 @@ class Agent:
         self.service: KVService | None = None
         self.wsgi_app: Flask | None = None
         self.store_description = ""
+        self._health_checks: dict[str, HealthCheck] = {}
 
     # ---------------------------------------------------------------- setup
 
@@ -91,8 +100,11 @@ class Agent:
         """Run every setup step; on failure release what was set up, then raise."""
         try:
             grpc_server = self._bind_grpc()
-            store = self._open_store()
-            service = self._make_service(store, grpc_server.port)
+            if self.config.cluster.enabled:
+                service = self._start_replica(grpc_server.port)
+            else:
+                fsm, writer = self._open_store()
+                service = self._make_service(fsm, writer, grpc_server.port)
             self._start_grpc(grpc_server, service)
             self._make_http_app(service)
             self._start_health_monitor(grpc_server, service)
@@ -120,13 +132,14 @@ class Agent:
         self._on_shutdown("gRPC port", lambda: server.begin_stop(0))
         return server
 
-    def _open_store(self) -> Store:
+    def _open_store(self) -> tuple[StoreFSM, CommandWriter | None]:
         cfg = self.config
-        store = cfg.store.build()
+        fsm = StoreFSM(cfg.store.build())
         geometry = f"{cfg.store.shards} shards x {cfg.store.items_per_shard} items"
         if cfg.txlog.backend is Backend.OFF:
             self.store_description = f"{geometry}, transaction log off"
-            return store
+            self._health_checks["txlog"] = lambda: "off"
+            return fsm, None
         data_dir = resolve_data_dir(cfg)
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
@@ -134,28 +147,79 @@ class Agent:
             raise OSError(
                 f"cannot create the data directory {data_dir}: {exc.strerror or exc}"
             ) from None
-        # Replays the log into the store before anything is served.
-        logged = LoggedStore.open(cfg.txlog, store, data_dir=data_dir, node_id=cfg.node_id)
-        # The service closes it; this covers a failure before the service exists.
+        # Replays the log into the state machine before anything is served.
+        logged = LoggedStore.open(cfg.txlog, fsm, data_dir=data_dir, node_id=cfg.node_id)
+        # Closed after the service (releases run in reverse): flushes the log.
         self._on_shutdown("transaction log", logged.close)
+        self._health_checks["txlog"] = lambda: _describe_log_health(logged)
         self.store_description = f"{geometry}, {cfg.txlog.describe()}; {logged.recovery}"
-        return logged
+        return fsm, logged
 
-    def _make_service(self, store: Store, grpc_port: int) -> KVService:
+    def _node_info(self, grpc_port: int) -> ServerInfo:
         cfg = self.config
         host = advertised_host(cfg.host)
-        http_port = self.http_addr.rsplit(":", 1)[1]
-        node = ServerInfo(
+        http_port = int(self.http_addr.rsplit(":", 1)[1])
+        return ServerInfo(
             id=cfg.node_id,
             rpc_addr=format_addr(host, grpc_port),
-            http_addr=f"{format_addr(host, int(http_port))}",
+            http_addr=format_addr(host, http_port),
             is_leader=True,
         )
-        local = LocalService(store, node=node)
-        self._on_shutdown("service (closes the store and its log)", local.close)
-        service: KVService = local
+
+    def _make_service(
+        self, fsm: StoreFSM, writer: CommandWriter | None, grpc_port: int
+    ) -> KVService:
+        node = self._node_info(grpc_port)
+        local = LocalService(fsm, node=node, writer=writer, checks=self._health_checks)
+        self._on_shutdown("service (refuses further calls)", local.close)
+        return self._expose(local)
+
+    def _start_replica(self, grpc_port: int) -> KVService:
+        """A cluster member: the StoreFSM replicated by a Raft node (PySyncObj)."""
+        cfg = self.config
+        cluster = cfg.cluster
+        # Replicas must never change state on their own: reads do not reap expired
+        # keys, and apply does not enforce this node's value limit (the service
+        # checks it before proposing).
+        store = replace(cfg.store, max_value_bytes=None).build(reap_on_read=False)
+        fsm = StoreFSM(store)
+        replica = ReplicaStateMachine(fsm)
+        raft_config = RaftConfig(
+            self_addr=cluster.raft_addr,
+            secret=cluster.effective_secret,
+            peers=cluster.peers,
+            join_addr=cluster.join or None,
+            data_dir=str(resolve_data_dir(cfg) / "raft"),
+        )
+        try:
+            raft = RaftNode(raft_config.validate(), replica)
+        except ValueError as exc:
+            raise ConfigError(f"cluster: {exc}") from None
+        except Unavailable as exc:
+            raise OSError(f"cannot start Raft on {cluster.raft_addr}: {exc}") from None
+        self._on_shutdown("Raft node", raft.close)
+        node = self._node_info(grpc_port)
+        me = Member(cfg.node_id, cluster.raft_addr, node.http_addr, node.rpc_addr)
+        service = ReplicatedService(
+            fsm,
+            raft,
+            replica,
+            me=me,
+            max_value_bytes=cfg.max_value_bytes,
+            checks=self._health_checks,
+        )
+        service.start()
+        self._on_shutdown("service (refuses further calls)", service.close)
+        peers = ", ".join(cluster.peers) or (f"joined via {cluster.join}" if cluster.join else "")
+        self.store_description = (
+            f"{cfg.store.shards} shards x {cfg.store.items_per_shard} items, replicated by "
+            f"Raft at {cluster.raft_addr} ({peers or 'restarted from its journal'})"
+        )
+        return self._expose(service)
+
+    def _expose(self, service: KVService) -> KVService:
         if self._service_wrapper is not None:
-            service = self._service_wrapper(local)
+            service = self._service_wrapper(service)
         self.service = service
         return service
 
@@ -234,3 +298,8 @@ class Agent:
         self._releases.clear()
         if report:
             log.info("stopped in %.2fs", time.monotonic() - started)
+
+
+def _describe_log_health(logged: LoggedStore) -> str:
+    health = logged.log_health()
+    return "ok" if health.ok else health.detail

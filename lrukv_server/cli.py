@@ -64,6 +64,17 @@ def _warn_not_implemented(config: ServerConfig) -> None:
         )
 
 
+def _warn_insecure_cluster(config: ServerConfig) -> None:
+    cluster = config.cluster
+    if cluster.enabled and cluster.dev and not cluster.secret:
+        print(
+            "lrukv-server: warning: --dev without --cluster-secret: Raft traffic uses a "
+            "well-known secret, so anyone who can reach the Raft port can join and read it",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def main(
     argv: Sequence[str] | None = None, *, service_wrapper: ServiceWrapper | None = None
 ) -> int:
@@ -80,6 +91,7 @@ def main(
         return 2
     configure_logging(config.logging.mode)
     _warn_not_implemented(config)
+    _warn_insecure_cluster(config)
 
     try:
         http_socket = bind_http(config.host, config.http.port)

@@ -32,7 +32,7 @@ from typing import Any
 
 from lrukv import StoreConfig, __version__
 from lrukv.errors import InvalidConfig
-from lrukv_server.txlog.config import TxLogConfig
+from lrukv_server.txlog.config import Backend, TxLogConfig
 
 __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
@@ -139,6 +139,49 @@ class ObservabilityConfig:
         return [name for name in ("metrics", "tracing") if getattr(self, name)]
 
 
+DEV_CLUSTER_SECRET = "lrukv-dev-cluster-secret-not-for-production"
+"""The cluster secret of ``--dev`` without one: anyone can read it here."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """Raft membership of this node. Without ``raft_addr`` the node is a single
+    node; with it, ``peers`` bootstrap a new cluster or ``join`` names a member
+    of a running one (its Raft address), and ``secret`` authenticates and
+    encrypts peer traffic (mandatory unless ``dev``)."""
+
+    raft_addr: str = ""
+    peers: tuple[str, ...] = ()
+    join: str = ""
+    secret: str = field(default="", repr=False)
+    dev: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.raft_addr)
+
+    @property
+    def effective_secret(self) -> str:
+        """The secret to use: the given one, or the well-known dev secret."""
+        return self.secret or (DEV_CLUSTER_SECRET if self.dev else "")
+
+    def validate(self) -> ClusterConfig:
+        if not self.raft_addr:
+            if self.peers or self.join:
+                raise ConfigError("--peers and --join need --raft-addr (this node's Raft address)")
+            return self
+        if self.peers and self.join:
+            raise ConfigError(
+                "give --peers (bootstrap a new cluster) or --join (join one), not both"
+            )
+        if not self.secret and not self.dev:
+            raise ConfigError(
+                "a cluster needs --cluster-secret (or LRUKV_CLUSTER_SECRET): it authenticates "
+                "and encrypts Raft traffic; --dev runs without one, insecurely"
+            )
+        return self
+
+
 def _default_store() -> StoreConfig:
     return StoreConfig(max_value_bytes=DEFAULT_MAX_VALUE_BYTES)
 
@@ -158,6 +201,7 @@ class ServerConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
     txlog: TxLogConfig = field(default_factory=TxLogConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     host: str = "127.0.0.1"
     data_dir: str = "lrukv-data"
     node_id: str = "node-1"
@@ -204,6 +248,12 @@ class ServerConfig:
             self.txlog.validate()
         except ValueError as exc:
             raise ConfigError(f"txlog: {exc}") from None
+        self.cluster.validate()
+        if self.cluster.enabled and self.txlog.backend is not Backend.OFF:
+            raise ConfigError(
+                "-d (the transaction log) is for a single node; in a cluster (--raft-addr) "
+                "Raft's journal under --data-dir keeps the data"
+            )
         return self
 
     @property
@@ -280,6 +330,11 @@ def parse_seconds(text: str) -> float:
         return float(text.strip())
     except ValueError:
         raise ValueError(f"{text!r} is not a number of seconds") from None
+
+
+def parse_addr_list(text: str) -> tuple[str, ...]:
+    """``host:port,host:port`` (spaces ignored, empty parts dropped)."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def parse_str(text: str) -> str:
@@ -365,6 +420,20 @@ SETTINGS: tuple[Setting, ...] = (
             "directory for the transaction log file (default ./lrukv-data)", (str,), "DIR"),
     Setting("", "node_id", ("--node-id",), parse_str,
             "this node's id (default node-1)", (str,), "ID"),
+    Setting("cluster", "raft_addr", ("--raft-addr",), parse_str,
+            "this node's Raft address HOST:PORT; without it the node runs alone", (str,),
+            "HOST:PORT"),
+    Setting("cluster", "peers", ("--peers",), parse_addr_list,
+            "the other members' Raft addresses, to bootstrap a new cluster", (str,),
+            "HOST:PORT,..."),
+    Setting("cluster", "join", ("--join",), parse_str,
+            "the Raft address of any member of a running cluster to join", (str,), "HOST:PORT"),
+    Setting("cluster", "secret", ("--cluster-secret",), parse_str,
+            "shared secret that authenticates and encrypts Raft traffic (16+ characters)",
+            (str,), "SECRET"),
+    Setting("cluster", "dev", ("--dev",), parse_bool,
+            "development cluster: allow running without a cluster secret (insecure)",
+            (bool,), "BOOL", is_flag=True),
     Setting("", "drain_timeout", ("--drain-timeout",), parse_seconds,
             "seconds a shutdown waits for in-flight requests (default 10)", (int, float),
             "SECONDS"),

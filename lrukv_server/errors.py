@@ -6,13 +6,21 @@ an HTTP status in one table (``lrukv_server.api.status``)::
     ServiceError
     ├── NotLeader          this node cannot take the request; carries the leader's addresses
     ├── Unavailable        cannot serve now: no leader, shutting down, transaction log down
-    │   └── LogUnavailable the transaction log refused or failed; writes are refused
+    │   ├── LogUnavailable the transaction log refused or failed; writes are refused
+    │   └── Timeout        no outcome in time: the write may or may not be applied
     └── InvalidRequest     a request the core never sees: bad consistency level, bad TTL text…
 """
 
 from __future__ import annotations
 
-__all__ = ["InvalidRequest", "LogUnavailable", "NotLeader", "ServiceError", "Unavailable"]
+__all__ = [
+    "InvalidRequest",
+    "LogUnavailable",
+    "NotLeader",
+    "ServiceError",
+    "Timeout",
+    "Unavailable",
+]
 
 
 class ServiceError(Exception):
@@ -24,12 +32,21 @@ class NotLeader(ServiceError):
 
     ``leader_rpc`` / ``leader_http`` are ``host:port`` of the leader's APIs, or
     None while no leader is known (then clients should retry after a pause).
+    ``leader_raft`` is the leader's Raft address: all the Raft layer knows; the
+    service maps it to the API addresses. The request was not applied.
     """
 
-    def __init__(self, leader_rpc: str | None = None, leader_http: str | None = None) -> None:
+    def __init__(
+        self,
+        leader_rpc: str | None = None,
+        leader_http: str | None = None,
+        *,
+        leader_raft: str | None = None,
+    ) -> None:
         self.leader_rpc = leader_rpc
         self.leader_http = leader_http
-        where = leader_rpc or leader_http
+        self.leader_raft = leader_raft
+        where = leader_rpc or leader_http or leader_raft
         super().__init__(f"not the leader; leader is {where}" if where else "no leader known")
 
 
@@ -40,6 +57,12 @@ class Unavailable(ServiceError):
 class LogUnavailable(Unavailable):
     """The transaction log cannot record writes, so writes are refused rather than
     acknowledged and lost."""
+
+
+class Timeout(Unavailable):
+    """No outcome within the request's deadline, or the leader changed before
+    confirming it: the write may still be applied (or may never be). Retrying
+    a write that is not idempotent can apply it twice."""
 
 
 class InvalidRequest(ServiceError, ValueError):

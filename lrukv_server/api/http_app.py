@@ -12,7 +12,15 @@ Routes (docs/api.md and the OpenAPI document served at /openapi.json say more):
 ``GET /healthz``            200 while the process works, else 503
 ``GET /readyz``             200 while it can serve reads and writes, else 503
 ``GET /openapi.json``       the OpenAPI 3.1 document of this API
+``OPTIONS`` any route       204, ``Allow``: exactly the methods that route serves
 ==========================  =====================================================
+
+Bodies
+------
+A PUT's body is read whole before anything is stored: shorter than its
+Content-Length, or chunked with broken framing, is 400 and stores nothing; no
+length at all (neither Content-Length nor chunked) is 411; a transfer coding
+other than chunked is 501; over the limit is 413 (see :func:`_read_body`).
 
 Keys in paths
 -------------
@@ -33,33 +41,54 @@ one error table (:mod:`lrukv_server.api.status`).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from importlib import resources
 from itertools import chain
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
+from gunicorn.http.errors import NoMoreData, ParseException
+from werkzeug.exceptions import HTTPException, LengthRequired
+from werkzeug.exceptions import NotImplemented as NotImplementedHTTP
 from werkzeug.routing import BaseConverter
 
-from lrukv.errors import InvalidKey, ValueTooLarge
+from lrukv.errors import InvalidKey, InvalidTTL, ValueTooLarge
 from lrukv_proto import LEADER_HTTP_HEADER, LEADER_RPC_HEADER
 from lrukv_server.api.status import INTERNAL, message_of, status_of
 from lrukv_server.errors import InvalidRequest, NotLeader
 from lrukv_server.service.base import Consistency, KVService
 
-__all__ = ["OPENAPI_RESOURCE", "create_app", "key_from_target", "openapi_document"]
+__all__ = [
+    "OPENAPI_RESOURCE",
+    "TTL_MAX_LENGTH",
+    "TTL_PATTERN",
+    "create_app",
+    "key_from_target",
+    "openapi_document",
+]
 
 log = logging.getLogger(__name__)
 
 OPENAPI_RESOURCE = "openapi.json"
 _UTIL_PREFIX = "util/"
-_UTIL_METHODS = ("GET", "HEAD")
+_KEY_METHODS = ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
+_UTIL_METHODS = ("GET", "HEAD", "OPTIONS")
 _READ_CHUNK = 64 * 1024
 _NDJSON_BATCH = 256  # lines per write: one socket write per line would dominate the cost
+
+TTL_PATTERN = r"^(?:[0-9]*[1-9][0-9]*(?:\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$"
+"""``?ttl=``: a positive plain decimal (a nonzero digit before or after the dot);
+the OpenAPI document carries the same pattern and TTL_MAX_LENGTH."""
+TTL_MAX_LENGTH = 32
+_TTL_SYNTAX = re.compile(TTL_PATTERN)
+# What reading a body raises when the client's framing is broken or the client
+# went away: gunicorn's parse errors, NoMoreData (an OSError), resets, timeouts.
+_BODY_READ_ERRORS = (OSError, ParseException)
 
 
 def openapi_document() -> bytes:
@@ -136,24 +165,68 @@ def _ttl() -> float | None:
     text = request.args.get("ttl")
     if text is None:
         return None
-    try:
-        return float(text)
-    except ValueError:
-        raise InvalidRequest(f"ttl must be a number of seconds, not {text!r}") from None
+    # A plain positive decimal, no more: Python's float() would also take
+    # "1_0", " 1 ", "1e3", "inf" and "nan". The length bound keeps every match
+    # finite and > 0 (at most 1e32, at least 1e-30), so no float check follows.
+    if len(text) > TTL_MAX_LENGTH or not _TTL_SYNTAX.fullmatch(text):
+        raise InvalidTTL(
+            f"ttl must be a positive decimal number of seconds like 30 or 0.5 "
+            f"(digits and at most one dot, up to {TTL_MAX_LENGTH} characters), not {text!r}"
+        )
+    return float(text)
 
 
 def _read_body(limit: int) -> bytes:
-    """The request body, refusing (413) as soon as it is known to exceed *limit*:
-    from Content-Length before reading anything, or after limit + 1 bytes of a
-    chunked body. gunicorn then closes the connection instead of draining the rest."""
-    length = request.content_length
-    if length is not None and length > limit:
-        raise ValueTooLarge(
-            f"value is {length} bytes; the limit is {limit}", size=length, limit=limit
+    """The request body of a PUT, whole, or an error that stores nothing.
+
+    - 413 as soon as the body is known to exceed *limit*: from Content-Length
+      before anything is read, or after limit + 1 bytes of a chunked body
+      (gunicorn then closes the connection instead of draining the rest);
+    - 400 when the body is shorter than its Content-Length or its chunked
+      framing is broken: gunicorn's readers return short data at EOF, or raise
+      their parse errors from the read, and both are the client's doing;
+    - 411 with neither Content-Length nor Transfer-Encoding (docs/api.md says why);
+    - 501 for a transfer coding other than chunked, which gunicorn passes on
+      still encoded.
+    """
+    environ = request.environ
+    declared = environ.get("CONTENT_LENGTH")
+    try:
+        if declared:  # gunicorn has checked it is digits; some servers send "" for none
+            length = int(declared)
+            if length > limit:
+                raise ValueTooLarge(
+                    f"value is {length} bytes; the limit is {limit}", size=length, limit=limit
+                )
+            body = environ["wsgi.input"].read(length) if length else b""
+            if len(body) != length:
+                raise InvalidRequest(
+                    f"the request body ended after {len(body)} of the {length} bytes its "
+                    "Content-Length announced; nothing was stored"
+                )
+            return body
+        coding = environ.get("HTTP_TRANSFER_ENCODING")
+        if coding is None:
+            raise LengthRequired(
+                "a PUT must say how long its body is: send Content-Length "
+                "(0 for an empty value) or a chunked body"
+            )
+        _check_transfer_coding(coding)
+        return _read_chunked(request.stream, limit)
+    except _BODY_READ_ERRORS as exc:
+        raise InvalidRequest(f"malformed request body: {_body_error_text(exc)}") from None
+
+
+def _check_transfer_coding(value: str) -> None:
+    codings = [part.strip(" \t").lower() for part in value.split(",")]
+    if any(coding not in ("chunked", "identity") for coding in codings):
+        raise NotImplementedHTTP(
+            f"Transfer-Encoding {value!r} is not supported: the server decodes only "
+            "chunked; send the value as it should be stored"
         )
-    stream = request.stream
-    if length is not None:
-        return stream.read(length)
+
+
+def _read_chunked(stream: Any, limit: int) -> bytes:
     chunks: list[bytes] = []
     total = 0
     while True:
@@ -168,10 +241,33 @@ def _read_body(limit: int) -> bytes:
         chunks.append(chunk)
 
 
+def _body_error_text(exc: OSError | ParseException) -> str:
+    if isinstance(exc, NoMoreData):
+        return "the connection ended before the last chunk"
+    if isinstance(exc, ParseException):
+        return str(exc)
+    return f"the connection failed while the body was read ({exc.strerror or type(exc).__name__})"
+
+
 def _empty(status: int) -> Response:
     response = Response(b"", status)
     del response.headers["Content-Type"]  # no body, so no type (Flask would say text/html)
     return response
+
+
+def _options(methods: Iterable[str]) -> Response:
+    response = _empty(204)
+    response.headers["Allow"] = ", ".join(methods)
+    return response
+
+
+class _Flask(Flask):
+    def make_default_options_response(self) -> Response:
+        """OPTIONS on the other routes: 204 and the methods the route serves,
+        instead of Flask's 200 with a text/html type and no body."""
+        rule = request.url_rule
+        assert rule is not None and rule.methods is not None  # matched, to get here
+        return _options(sorted(rule.methods))
 
 
 def _error_response(status: int, code: str, message: str) -> Response:
@@ -244,7 +340,7 @@ def create_app(
     ``max_value_bytes`` bounds request bodies (413 beyond it); ``is_draining``
     makes /readyz answer 503 once a shutdown has begun.
     """
-    app = Flask("lrukv_server")
+    app = _Flask("lrukv_server")
     app.url_map.converters["rest"] = _RestConverter
     app.url_map.merge_slashes = False  # "/v1//a" names the key "/a", not "a"
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
@@ -292,33 +388,56 @@ def create_app(
         ]
         return Response(json.dumps({"servers": servers}) + "\n", 200, mimetype="application/json")
 
+    def cluster_status() -> Response:
+        status = service.cluster_status(digest=request.args.get("digest") in ("1", "true"))
+        body = dataclasses.asdict(status)
+        if body["digest"] is None:
+            del body["digest"]
+        return Response(json.dumps(body) + "\n", 200, mimetype="application/json")
+
     utilities: dict[str, Callable[[], Response]] = {
         "keys": list_keys,
         "items": list_items,
         "servers": list_servers,
+        "cluster": cluster_status,
     }
 
-    @app.route("/v1/<rest:_rest>", methods=["GET", "HEAD", "PUT", "DELETE"])
+    def refuse_utility(target: str) -> Response:
+        """``/v1/util/...`` with a name or a method no utility serves: 404 or 405."""
+        if target[len(_UTIL_PREFIX) :] not in utilities:
+            return _error_response(404, "not_found", f"no such utility endpoint: /v1/{target}")
+        response = _error_response(405, "method_not_allowed", f"/v1/{target} only answers GET")
+        response.headers["Allow"] = ", ".join(_UTIL_METHODS)
+        return response
+
+    def http_error(exc: HTTPException) -> Response:
+        if exc.code == 405:
+            path = _raw_target(request.environ)
+            if path.startswith("/v1/" + _UTIL_PREFIX):
+                # A method no rule has (POST…): werkzeug's Allow would be the keys'.
+                return refuse_utility(path[len("/v1/") :])
+        return _http_error_response(exc)
+
+    # OPTIONS is answered here, not by Flask: this one rule serves both the keys
+    # and the utilities, which allow different methods.
+    @app.route("/v1/<rest:_rest>", methods=_KEY_METHODS, provide_automatic_options=False)
     def v1(_rest: str) -> Response:
         target = _raw_target(request.environ)[len("/v1/") :]
+        method = request.method
         if target.startswith(_UTIL_PREFIX):
             utility = utilities.get(target[len(_UTIL_PREFIX) :])
-            if utility is None:
-                return _error_response(404, "not_found", f"no such utility endpoint: /v1/{target}")
-            if request.method not in _UTIL_METHODS:
-                response = _error_response(
-                    405, "method_not_allowed", f"/v1/{target} only answers GET"
-                )
-                response.headers["Allow"] = ", ".join(_UTIL_METHODS)
-                return response
+            if utility is None or method not in _UTIL_METHODS:
+                return refuse_utility(target)
+            if method == "OPTIONS":
+                return _options(_UTIL_METHODS)
             return utility()
-        key = key_from_target(target)
-        method = request.method
         if method == "PUT":
-            return put_value(key)
+            return put_value(key_from_target(target))
+        if method in ("GET", "HEAD"):
+            return get_value(key_from_target(target))
         if method == "DELETE":
-            return delete_value(key)
-        return get_value(key)
+            return delete_value(key_from_target(target))
+        return _options(_KEY_METHODS)
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -342,6 +461,6 @@ def create_app(
     def openapi_json() -> Response:
         return Response(openapi, 200, mimetype="application/json")
 
-    app.register_error_handler(HTTPException, _http_error_response)
+    app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(Exception, _service_error_response)
     return app

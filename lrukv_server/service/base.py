@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Consistency", "Health", "KVService", "ServerInfo"]
+__all__ = ["ClusterStatus", "Consistency", "Health", "KVService", "MemberStatus", "ServerInfo"]
 
 
 class Consistency(enum.Enum):
@@ -53,6 +53,38 @@ class ServerInfo:
     rpc_addr: str
     http_addr: str
     is_leader: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MemberStatus:
+    """A cluster member as the answering node sees it. Addresses this node has
+    not learned yet (the member has not announced itself) are empty."""
+
+    id: str
+    raft_addr: str
+    http_addr: str
+    grpc_addr: str
+    reachable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatus:
+    """The answering node's view of the cluster (``GET /v1/util/cluster``).
+
+    ``role`` is ``leader``, ``follower`` or ``candidate``; a single node is its
+    own leader at term 0. ``digest`` (only when asked for) is the SHA-256 of the
+    store's snapshot at ``applied_index``: contents, expiry times and each
+    shard's recency order, so equal digests at equal indexes prove replicas agree.
+    """
+
+    node_id: str
+    role: str
+    term: int
+    commit_index: int
+    applied_index: int
+    leader: MemberStatus | None
+    members: tuple[MemberStatus, ...]
+    digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +129,19 @@ class KVService(Protocol):
 
     def health(self) -> Health:
         """Liveness, readiness and the state of each part (log, raft…)."""
+        ...
+
+    def cluster_status(self, *, digest: bool = False) -> ClusterStatus:
+        """This node's view of the cluster; with *digest*, the store's digest too."""
+        ...
+
+    def add_member(self, raft_addr: str) -> None:
+        """Add a voting member (start it with ``--join`` or with the members as
+        ``--peers``); InvalidRequest on a node that is not in a cluster."""
+        ...
+
+    def remove_member(self, raft_addr: str) -> None:
+        """Remove a voting member and forget its addresses."""
         ...
 
     def close(self) -> None:

@@ -1,70 +1,88 @@
-"""LocalService: the KVService of a single node, over its own store.
+"""LocalService: the KVService of a single node, over its own state machine.
 
-The store is a plain :class:`lrukv.ShardedMap` when the transaction log is off,
-or the transaction log's ``LoggedStore`` (a ShardedMap whose writes are
-recorded first) when it is on; both have the methods of :class:`Store`.
+Every write is a command (``lrukv_server.fsm``) handed to a ``CommandWriter``:
+the transaction log's ``LoggedStore`` (which records it, applies it to the
+StoreFSM and waits for durability) when the log is on, or a
+:class:`DirectWriter` (apply only) when it is off. This is the same path a
+cluster takes, where the writer proposes the command through Raft instead.
 
 On a single node there is nobody to lag behind, so every consistency level is
-served from the local store, and the node reports itself as the leader.
+served from the local store, and the node reports itself as the leader. Reads
+move recency directly (a cluster records them for a replicated TOUCH instead).
+
+Health is what the Agent registers: one named check per part (store, txlog…).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol
 
 from lrukv.errors import KeyNotFound
-from lrukv_server.errors import Unavailable
-from lrukv_server.service.base import Consistency, Health, ServerInfo
+from lrukv_server.errors import InvalidRequest, Unavailable
+from lrukv_server.fsm import Command, Delete, Put, StoreFSM
+from lrukv_server.service.base import (
+    ClusterStatus,
+    Consistency,
+    Health,
+    MemberStatus,
+    ServerInfo,
+)
+from lrukv_server.txlog.locks import WriterLock
 
-__all__ = ["LocalService", "LoggedStoreLike", "Store"]
+__all__ = ["CommandWriter", "DirectWriter", "HealthCheck", "LocalService"]
 
 _CLOSED_MESSAGE = "the server is shutting down"
+_NOT_A_CLUSTER = "this node is not in a cluster: start it with --raft-addr to change membership"
+
+HealthCheck = Callable[[], str]
+"""Returns ``"ok"`` (or ``"off"`` for a part that is not enabled) when healthy,
+else a one-line reason; a node is ready only when every check is healthy."""
+
+_HEALTHY = frozenset({"ok", "off"})
 
 
-class Store(Protocol):
-    """The part of ShardedMap's interface that LocalService uses."""
+class CommandWriter(Protocol):
+    """Where a node's writes go: record (or replicate), then apply."""
 
-    def put(
-        self, key: str, value: bytes, ttl: float | None = None, *, expires_at: float | None = None
-    ) -> None: ...
-
-    def get(self, key: str, default: bytes | None = None) -> bytes | None: ...
-
-    def delete(self, key: str) -> bool: ...
-
-    def keys(self) -> Iterator[str]: ...
-
-    def items(self) -> Iterator[tuple[str, bytes]]: ...
+    def submit(self, command: Command) -> object:
+        """Apply *command* durably; return the state machine's result."""
+        ...
 
 
-class _LogHealthLike(Protocol):
-    @property
-    def ok(self) -> bool: ...
+class DirectWriter:
+    """Applies commands to a StoreFSM with nothing recorded (transaction log off).
 
-    @property
-    def detail(self) -> str: ...
+    One lock serialises the applies, as the state machine's contract asks
+    (a WriterLock: a threading.Lock convoys under the GIL, see ``txlog.locks``).
+    """
 
+    def __init__(self, fsm: StoreFSM) -> None:
+        self._fsm = fsm
+        self._lock = WriterLock()
 
-@runtime_checkable
-class LoggedStoreLike(Protocol):
-    """What a store backed by a transaction log adds: its log's health, and close."""
-
-    def log_health(self) -> _LogHealthLike: ...
-
-    def close(self) -> None: ...
+    def submit(self, command: Command) -> object:
+        fsm = self._fsm
+        lock = self._lock
+        lock.acquire()
+        try:
+            return fsm.apply_command(command, fsm.last_applied + 1, time=time.time())
+        finally:
+            lock.release()
 
 
 class LocalService:
-    """KVService over one local store.
+    """KVService over one local state machine.
 
-    Thread safety: the store is thread-safe; this class adds only an immutable
-    node description and a ``closed`` flag, which is a plain attribute read on
-    every call (a request racing with ``close()`` either runs before the store
-    is closed or gets Unavailable).
+    Thread safety: the store and the writer are thread-safe; this class adds
+    only an immutable node description and a ``closed`` flag, which is a plain
+    attribute read on every call (a request racing with ``close()`` either runs
+    before it or gets Unavailable). Closing releases nothing: the Agent owns the
+    store and its log and closes them after the service.
 
     >>> import lrukv
-    >>> svc = LocalService(lrukv.ShardedMap(), node=ServerInfo("n1", "h:1", "h:2", True))
+    >>> svc = LocalService(StoreFSM(lrukv.ShardedMap()), node=ServerInfo("n1", "h:1", "h:2", True))
     >>> svc.put("k", b"v"); svc.get("k")
     b'v'
     >>> svc.close(); svc.get("k")
@@ -73,20 +91,33 @@ class LocalService:
     lrukv_server.errors.Unavailable: the server is shutting down
     """
 
-    def __init__(self, store: Store, *, node: ServerInfo) -> None:
-        self._store = store
+    def __init__(
+        self,
+        fsm: StoreFSM,
+        *,
+        node: ServerInfo,
+        writer: CommandWriter | None = None,
+        checks: Mapping[str, HealthCheck] | None = None,
+    ) -> None:
+        self._fsm = fsm
+        self._store = fsm.store
+        self._writer = DirectWriter(fsm) if writer is None else writer
         self._node = node
+        self._checks = dict(checks or {})
         self._closed = False
 
     @property
-    def store(self) -> Store:
-        """The store served (for the agent's start-up report and for tests)."""
-        return self._store
+    def fsm(self) -> StoreFSM:
+        """The state machine served (for the agent's start-up report and for tests)."""
+        return self._fsm
 
     def put(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         if self._closed:
             raise Unavailable(_CLOSED_MESSAGE)
-        self._store.put(key, value, ttl)
+        # Validate before the command exists: the log never holds a write the
+        # store would refuse, and the expiry becomes an absolute time.
+        expires = self._store.check_put(key, value, ttl)
+        self._writer.submit(Put(key, value, expires))
 
     def get(self, key: str, *, consistency: Consistency = Consistency.DEFAULT) -> bytes:
         if self._closed:
@@ -99,7 +130,8 @@ class LocalService:
     def delete(self, key: str) -> bool:
         if self._closed:
             raise Unavailable(_CLOSED_MESSAGE)
-        return self._store.delete(key)
+        self._store.check_key(key)
+        return self._writer.submit(Delete(key)) is not None
 
     def keys(self, *, consistency: Consistency = Consistency.DEFAULT) -> Iterator[str]:
         if self._closed:
@@ -118,23 +150,26 @@ class LocalService:
     def servers(self) -> list[ServerInfo]:
         return [self._node]
 
+    def cluster_status(self, *, digest: bool = False) -> ClusterStatus:
+        node = self._node
+        me = MemberStatus(node.id, "", node.http_addr, node.rpc_addr, reachable=True)
+        index, sha = self._fsm.digest() if digest else (self._fsm.last_applied, None)
+        return ClusterStatus(node.id, "leader", 0, index, index, me, (me,), sha)
+
+    def add_member(self, raft_addr: str) -> None:
+        raise InvalidRequest(_NOT_A_CLUSTER)
+
+    def remove_member(self, raft_addr: str) -> None:
+        raise InvalidRequest(_NOT_A_CLUSTER)
+
     def health(self) -> Health:
         if self._closed:
             return Health(live=False, ready=False, checks={"service": "closed"})
         checks = {"store": "ok"}
-        ready = True
-        if isinstance(self._store, LoggedStoreLike):
-            log = self._store.log_health()
-            checks["txlog"] = "ok" if log.ok else log.detail
-            ready = log.ok
-        else:
-            checks["txlog"] = "off"
-        return Health(live=True, ready=ready, checks=checks)
+        for name, check in self._checks.items():
+            checks[name] = check()
+        return Health(live=True, ready=all(v in _HEALTHY for v in checks.values()), checks=checks)
 
     def close(self) -> None:
-        """Refuse further calls, then close the store (which flushes its log). Idempotent."""
-        if self._closed:
-            return
+        """Refuse further calls. Idempotent. The store and its log belong to the Agent."""
         self._closed = True
-        if isinstance(self._store, LoggedStoreLike):
-            self._store.close()

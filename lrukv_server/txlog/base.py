@@ -57,6 +57,7 @@ class Op(enum.IntEnum):
 
     PUT = 1
     DELETE = 2
+    CONFIG = 3  # the store's geometry, first in a new log; value = an encoded fsm Config
 
 
 class LogEvent(NamedTuple):

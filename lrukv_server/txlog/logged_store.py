@@ -51,10 +51,14 @@ import contextlib
 import logging
 import os
 import threading
+import time as _time
 from collections.abc import Iterable, Iterator
 
 from lrukv import ShardedMap, Stats
 from lrukv_server.errors import LogUnavailable
+from lrukv_server.fsm import commands
+from lrukv_server.fsm.commands import Batch, Command, Config, Delete, Put
+from lrukv_server.fsm.state_machine import StoreFSM
 from lrukv_server.txlog.base import CompactableLog, LogHealth, LogOpenError, Op, TransactionLog
 from lrukv_server.txlog.config import TxLogConfig
 from lrukv_server.txlog.factory import open_log
@@ -67,16 +71,18 @@ logger = logging.getLogger("lrukv.txlog")
 
 
 class LoggedStore:
-    """A ShardedMap plus a TransactionLog; see the module docstring for the contract.
+    """A StoreFSM plus a TransactionLog; see the module docstring for the contract.
 
     Thread-safe. Writes are serialised by one lock held only for the append and
     the apply (microseconds; with the file log, no system call either); syncs
-    run in parallel.
+    run in parallel. The log's sequence number of a command's last event is the
+    index the state machine applies it at, so ``fsm.last_applied`` equals
+    ``log.last_seq`` after every write and after recovery.
     """
 
     def __init__(
         self,
-        store: ShardedMap,
+        store: ShardedMap | StoreFSM,
         log: TransactionLog,
         *,
         compact_after_events: int | None = None,
@@ -84,7 +90,9 @@ class LoggedStore:
     ) -> None:
         """Wrap *store* and *log*. The store must already hold the log's state
         (use :meth:`open`, which recovers it)."""
-        self._map = store
+        self._fsm = store if isinstance(store, StoreFSM) else StoreFSM(store)
+        self._fsm.start_at(log.last_seq)
+        self._map = self._fsm.store
         self._log = log
         # A WriterLock, not a threading.Lock: with many threads putting, a
         # threading.Lock forms lock convoys under the GIL (see ``locks``).
@@ -100,24 +108,34 @@ class LoggedStore:
     def open(
         cls,
         config: TxLogConfig,
-        store: ShardedMap,
+        store: ShardedMap | StoreFSM,
         *,
         data_dir: str | os.PathLike[str],
         node_id: str,
     ) -> LoggedStore:
         """Open the configured log, recover *store* from it and return the pair.
 
+        A new log's first event records the store's geometry (CONFIG), so a
+        restart with other shard settings is refused with ConfigMismatch, before
+        or after a compaction alike.
+
         Call before serving the first request. Raises ValueError if the config
         has the log off; LogOpenError (also for a log lost during recovery),
-        CorruptLog, LogSequenceError or the core's SnapshotError as recovery
-        does. All are TxLogError or ValueError: the server prints the message
-        and exits.
+        CorruptLog, LogSequenceError, ReplayError, ConfigMismatch or the core's
+        SnapshotError as recovery does. All are TxLogError or ValueError: the
+        server prints the message and exits.
         """
         log = open_log(config, data_dir, node_id)
         if log is None:
             raise ValueError("the transaction log is off; use the ShardedMap directly")
+        fsm = store if isinstance(store, StoreFSM) else StoreFSM(store)
         try:
-            report = recover(store, log)
+            report = recover(fsm, log)
+            logged = cls(
+                fsm, log, compact_after_events=config.compact_after_events, recovery=report
+            )
+            if log.last_seq == 0:
+                logged.submit(fsm.config)
         except LogUnavailable as exc:
             # Lost right after opening (e.g. PostgreSQL went away): still a failed start.
             with contextlib.suppress(LogUnavailable):
@@ -128,9 +146,64 @@ class LoggedStore:
                 log.close()
             raise
         logger.info("%s", report)
-        return cls(store, log, compact_after_events=config.compact_after_events, recovery=report)
+        return logged
 
     # ----------------------------------------------------------------- writes
+
+    def submit(self, command: Command, *, time: float | None = None) -> object:
+        """Record *command* in the log, apply it to the state machine, and return
+        its result once it is durable per the log's policy.
+
+        PUT, DELETE, CONFIG and batches of them are recorded (TypeError for other
+        commands: on a single node reads change recency directly). A DELETE of an
+        absent key records nothing and answers None. Raises LogUnavailable when
+        the log refuses or fails (then the write is not acknowledged). *time*
+        (default: now) is the clock the command is applied at.
+        """
+        fsm = self._fsm
+        now = _time.time() if time is None else time
+        error: Exception | None = None
+        lock = self._write_lock
+        lock.acquire()  # and release(): cheaper than ``with`` on this path
+        try:
+            if isinstance(command, Delete) and command.key not in self._map:
+                return None
+            seq = self._record(command)
+            try:
+                result = fsm.apply_command(command, seq, time=now)
+            except Exception as exc:  # an on_evict callback's: the apply itself is done
+                error = exc
+                result = None
+        finally:
+            lock.release()
+        self._log.sync(seq)
+        if error is not None:
+            raise error
+        self._maybe_compact()
+        return result
+
+    def _record(self, command: Command) -> int:
+        """Append the events of *command* (write lock held); return the last seq."""
+        append = self._log.append
+        if isinstance(command, Put):
+            seq = append(Op.PUT, command.key, command.value, command.expires_at)
+            self._since_compaction += 1
+            return seq
+        if isinstance(command, Batch):
+            if not command.commands:
+                raise ValueError("an empty batch records nothing")
+            seq = 0
+            for inner in command.commands:
+                seq = self._record(inner)
+            return seq
+        if isinstance(command, Delete):
+            seq = append(Op.DELETE, command.key)
+        elif isinstance(command, Config):
+            seq = append(Op.CONFIG, "", commands.encode(command, time=_time.time()))
+        else:
+            raise TypeError(f"the transaction log does not record {type(command).__name__}")
+        self._since_compaction += 1
+        return seq
 
     def put(
         self,
@@ -145,44 +218,21 @@ class LoggedStore:
         bad input (nothing logged) and LogUnavailable when the log refuses or
         fails (then the write is not acknowledged)."""
         expires = self._map.check_put(key, value, ttl, expires_at=expires_at)
-        error: Exception | None = None
-        lock = self._write_lock
-        lock.acquire()  # and release(): cheaper than ``with`` on this path
-        try:
-            seq = self._log.append(Op.PUT, key, value, expires)
-            self._since_compaction += 1
-            try:
-                self._map.put(key, value, expires_at=expires)
-            except Exception as exc:  # an on_evict callback's: the put itself is done
-                error = exc
-        finally:
-            lock.release()
-        self._log.sync(seq)
-        if error is not None:
-            raise error
-        self._maybe_compact()
+        self.submit(Put(key, value, expires))
 
-    def pop(self, key: str, default: bytes | None = None) -> bytes | None:
+    def pop(
+        self, key: str, default: bytes | None = None, *, now: float | None = None
+    ) -> bytes | None:
         """Remove *key* and return its value, or *default* if absent (nothing is
-        logged then). Durable on return, like ``put``."""
+        logged then). Durable on return, like ``put``. ``now``: as ShardedMap.pop."""
         self._map.check_key(key)
-        lock = self._write_lock
-        lock.acquire()
-        try:
-            if key not in self._map:
-                return default
-            seq = self._log.append(Op.DELETE, key)
-            self._since_compaction += 1
-            value = self._map.pop(key, default)  # a delete never calls on_evict for its key
-        finally:
-            lock.release()
-        self._log.sync(seq)
-        self._maybe_compact()
-        return value
+        value = self.submit(Delete(key), time=now)
+        return default if value is None else value  # type: ignore[return-value]
 
     def delete(self, key: str) -> bool:
         """Remove *key*; return whether it was present. Durable on return."""
-        return self.pop(key) is not None
+        self._map.check_key(key)
+        return self.submit(Delete(key)) is not None
 
     # ------------------------------------------------------------------ reads
 
@@ -214,9 +264,9 @@ class LoggedStore:
     def expires_at(self, key: str) -> float | None:
         return self._map.expires_at(key)
 
-    def touch(self, keys: Iterable[str]) -> int:
+    def touch(self, keys: Iterable[str], *, now: float | None = None) -> int:
         """``ShardedMap.touch``: changes recency only, which is not logged."""
-        return self._map.touch(keys)
+        return self._map.touch(keys, now=now)
 
     def check_put(
         self, key: str, value: bytes, ttl: float | None = None, *, expires_at: float | None = None
@@ -236,6 +286,11 @@ class LoggedStore:
     def store(self) -> ShardedMap:
         """The wrapped map. Write to it directly and the write is not logged."""
         return self._map
+
+    @property
+    def fsm(self) -> StoreFSM:
+        """The state machine the logged commands are applied to."""
+        return self._fsm
 
     @property
     def log(self) -> TransactionLog:

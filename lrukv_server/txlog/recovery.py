@@ -19,9 +19,40 @@ import time
 from dataclasses import dataclass
 
 from lrukv import ShardedMap
-from lrukv_server.txlog.base import CompactableLog, Op, TransactionLog
+from lrukv.errors import InvalidKey, ValueTooLarge
+from lrukv_server.fsm import commands
+from lrukv_server.fsm.commands import CommandDecodeError, Config, Delete, Put
+from lrukv_server.fsm.state_machine import ConfigMismatch, StoreFSM
+from lrukv_server.txlog.base import CompactableLog, LogEvent, Op, TransactionLog, TxLogError
 
-__all__ = ["RecoveryReport", "recover"]
+__all__ = ["RecoveryReport", "ReplayError", "recover"]
+
+
+class ReplayError(TxLogError):
+    """An event of the log cannot be applied to the store as configured now.
+    The message names the log, the event and what to do; nothing is skipped."""
+
+    @classmethod
+    def at(cls, event: LogEvent | None, log: TransactionLog, cause: Exception) -> ReplayError:
+        if event is None:
+            return cls(f"replaying the transaction log {log!r} failed: {cause}")
+        what = f"{event.op.name} of key {event.key!r}"
+        if event.op is Op.PUT:
+            what += f" ({len(event.value)} bytes)"
+        if isinstance(cause, ValueTooLarge):
+            hint = (
+                f"the log holds a value that the current limits refuse; start with "
+                f"--max-value-bytes {cause.size} or more (and a large enough --max-bytes), "
+                f"as when it was written"
+            )
+        elif isinstance(cause, InvalidKey):
+            hint = "start with the --max-key-bytes the log was written with"
+        else:
+            hint = "start with the settings the log was written with, or move the log away"
+        return cls(
+            f"transaction log replay failed at event seq {event.seq} ({what}) of {log!r}: "
+            f"{cause}; {hint}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,39 +89,53 @@ class RecoveryReport:
         return text
 
 
-def recover(store: ShardedMap, log: TransactionLog) -> RecoveryReport:
-    """Load the log's snapshot into *store* (replacing its contents; the geometry
-    must match, else SnapshotMismatch) and apply every later event in order.
+def recover(target: ShardedMap | StoreFSM, log: TransactionLog) -> RecoveryReport:
+    """Load the log's snapshot into the state machine (replacing its contents;
+    the geometry must match, else ConfigMismatch) and apply every later event in
+    order through ``StoreFSM.apply_command``, the path every write takes, at the
+    event's sequence number as its index.
 
     Raises CorruptLog / LogSequenceError at damage, SnapshotError for a snapshot
-    the store cannot take, and the core's InvalidArgument errors (with a note
-    naming the seq) for an event the store's current limits no longer accept.
+    the store cannot take, ConfigMismatch when the log's CONFIG event or
+    snapshot records other shard settings, and ReplayError (naming the event
+    and what to do) for an event the store's current limits no longer accept.
     Cost: O(snapshot + events).
     """
     started = time.perf_counter()
+    fsm = target if isinstance(target, StoreFSM) else StoreFSM(target)
+    where = f"the transaction log {log!r}"
     snapshot = log.load_snapshot() if isinstance(log, CompactableLog) else None
     snapshot_items = 0
     from_seq = 1
     if snapshot is not None:
-        store.restore(snapshot.blob)
-        snapshot_items = len(store)
+        fsm.restore_store(snapshot.blob, where=where, last_applied=snapshot.seq)
+        snapshot_items = len(fsm.store)
         from_seq = snapshot.seq + 1
+    else:
+        fsm.start_at(0)
     puts = deletes = 0
-    put = store.put
-    pop = store.pop
-    seq = from_seq - 1
+    apply = fsm.apply_command
+    now = time.time()  # a PUT or DELETE lands the same whatever the clock says
+    event: LogEvent | None = None
     try:
-        # seq is read by the except clause below, which names the failing event.
-        for seq, op, key, value, expires_at, _applied in log.replay(from_seq):  # noqa: B007
+        for event in log.replay(from_seq):
+            op = event.op
             if op is Op.PUT:
-                put(key, value, None, expires_at=expires_at)
+                apply(Put(event.key, event.value, event.expires_at), event.seq, time=now)
                 puts += 1
-            else:
-                pop(key)
+            elif op is Op.DELETE:
+                apply(Delete(event.key), event.seq, time=now)
                 deletes += 1
-    except ValueError as exc:
-        exc.add_note(f"while replaying event seq {seq} of {log!r}")
+            else:
+                config = commands.decode(event.value).command
+                if not isinstance(config, Config):
+                    raise CommandDecodeError(f"a CONFIG event holds {config!r}")
+                fsm.check_config(config, where=where)
+                apply(config, event.seq, time=now)
+    except ConfigMismatch:
         raise
+    except ValueError as exc:
+        raise ReplayError.at(event, log, exc) from exc
     report = getattr(log, "open_report", None)
     tail = getattr(report, "tail", None)
     return RecoveryReport(

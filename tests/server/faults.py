@@ -30,7 +30,14 @@ from lrukv.errors import (
     ValueTooLarge,
 )
 from lrukv_server.errors import InvalidRequest, LogUnavailable, NotLeader, Unavailable
-from lrukv_server.service.base import Consistency, Health, KVService, ServerInfo
+from lrukv_server.service.base import (
+    ClusterStatus,
+    Consistency,
+    Health,
+    KVService,
+    MemberStatus,
+    ServerInfo,
+)
 
 __all__ = [
     "FAULTS",
@@ -144,6 +151,15 @@ class FaultyService:
     def health(self) -> Health:
         return self._inner.health()
 
+    def cluster_status(self, *, digest: bool = False) -> ClusterStatus:
+        return self._inner.cluster_status(digest=digest)
+
+    def add_member(self, raft_addr: str) -> None:
+        self._inner.add_member(raft_addr)
+
+    def remove_member(self, raft_addr: str) -> None:
+        self._inner.remove_member(raft_addr)
+
     def close(self) -> None:
         self._inner.close()
 
@@ -200,6 +216,18 @@ class FakeService:
 
     def health(self) -> Health:
         return self.health_value
+
+    def cluster_status(self, *, digest: bool = False) -> ClusterStatus:
+        self._record("cluster_status", digest)
+        node = self.node
+        me = MemberStatus(node.id, "", node.http_addr, node.rpc_addr, True)
+        return ClusterStatus(node.id, "leader", 0, 0, 0, me, (me,), "0" * 64 if digest else None)
+
+    def add_member(self, raft_addr: str) -> None:
+        self._record("add_member", raft_addr)
+
+    def remove_member(self, raft_addr: str) -> None:
+        self._record("remove_member", raft_addr)
 
     def close(self) -> None:
         self.closed = True

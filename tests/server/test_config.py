@@ -186,3 +186,34 @@ def test_the_documented_toml_example_is_valid(tmp_path: Path) -> None:
     assert config.store.max_value_bytes == 1 << 20
     assert config.store.max_bytes is None
     assert config.txlog.backend is Backend.FILE
+
+
+def test_a_cluster_needs_a_secret_unless_dev() -> None:
+    with pytest.raises(ConfigError, match="--cluster-secret"):
+        load_config(["--raft-addr", "127.0.0.1:7000", "--peers", "127.0.0.1:7001"], env={})
+    dev = load_config(["--raft-addr", "127.0.0.1:7000", "--dev"], env={})
+    assert dev.cluster.enabled and dev.cluster.effective_secret
+    secret = "s" * 20
+    by_env = load_config(
+        ["--raft-addr", "127.0.0.1:7000", "--peers", "127.0.0.1:7001, 127.0.0.1:7002"],
+        env={"LRUKV_CLUSTER_SECRET": secret},
+    )
+    assert by_env.cluster.secret == secret
+    assert by_env.cluster.peers == ("127.0.0.1:7001", "127.0.0.1:7002")
+    assert secret not in repr(by_env)  # never printed
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--peers", "127.0.0.1:7001"], "need --raft-addr"),
+        (
+            ["--raft-addr", "h:1", "--peers", "h:2", "--join", "h:3", "--dev"],
+            "not both",
+        ),
+        (["--raft-addr", "127.0.0.1:7000", "--dev", "-d", "file"], "transaction log"),
+    ],
+)
+def test_cluster_flags_that_cannot_work_together_are_refused(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(argv, env={})

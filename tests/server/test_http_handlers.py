@@ -17,6 +17,7 @@ import lrukv
 from lrukv_proto import LEADER_HTTP_HEADER, LEADER_RPC_HEADER
 from lrukv_server.api.http_app import create_app, openapi_document
 from lrukv_server.errors import NotLeader, Unavailable
+from lrukv_server.fsm import StoreFSM
 from lrukv_server.service import Consistency, Health
 from lrukv_server.service.local import LocalService
 from tests.server.faults import (
@@ -67,7 +68,7 @@ def client(fake: FakeService) -> FlaskClient:
 @pytest.fixture
 def real_client() -> FlaskClient:
     store = lrukv.ShardedMap(max_value_bytes=LIMIT)
-    service = LocalService(store, node=FakeService().node)
+    service = LocalService(StoreFSM(store), node=FakeService().node)
     return create_app(service, max_value_bytes=LIMIT).test_client()
 
 
@@ -156,17 +157,35 @@ def test_unknown_consistency_is_400(client: FlaskClient, target: str) -> None:
     assert "stale, default, linearizable" in error["message"]
 
 
-def test_unparsable_ttl_is_400(client: FlaskClient) -> None:
-    response = client.put("/v1/k?ttl=soon", data=b"v")
-    assert response.status_code == 400
-    assert _error(response)["code"] == "invalid_request"
-
-
-@pytest.mark.parametrize("ttl", ["-1", "0", "nan", "inf"])
-def test_out_of_range_ttl_is_400(real_client: FlaskClient, ttl: str) -> None:
+@pytest.mark.parametrize(
+    "ttl",
+    [
+        *("soon", "", "-1", "+1", "0", "0.0", "00", "nan", "inf", "1e3", "1E3", ".5", "5."),
+        # Python's float() takes these; a TTL is a plain decimal, nothing else.
+        *("1_0", "%20%201%20", "1%0A", "%EF%BC%91", "0x10"),
+        "1" + "0" * 32,  # 33 characters: over the length bound
+    ],
+)
+def test_ttl_that_is_not_a_positive_plain_decimal_is_400(
+    real_client: FlaskClient, ttl: str
+) -> None:
     response = real_client.put(f"/v1/k?ttl={ttl}", data=b"v")
     assert response.status_code == 400
-    assert _error(response)["code"] == "invalid_ttl"
+    error = _error(response)
+    assert error["code"] == "invalid_ttl"
+    assert error["message"].startswith("ttl must be")  # says ttl, not the core's "expiry"
+    assert real_client.get("/v1/k").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("ttl", "seconds"),
+    [("30", 30.0), ("0.5", 0.5), ("007", 7.0), ("0.001", 0.001), ("9" * 32, float("9" * 32))],
+)
+def test_plain_decimal_ttls_reach_the_service(
+    client: FlaskClient, fake: FakeService, ttl: str, seconds: float
+) -> None:
+    assert client.put(f"/v1/k?ttl={ttl}", data=b"v").status_code == 201
+    assert fake.last("put") == ("k", b"v", seconds)
 
 
 # ------------------------------------------------------------------ key rules
@@ -307,7 +326,7 @@ def test_value_at_the_limit_is_accepted(client: FlaskClient) -> None:
 def test_items_stream_ndjson_with_base64_values(client: FlaskClient) -> None:
     values = {"a": b"\x00\xff binary", "b": b"", "c/d": "é".encode()}
     for key, value in values.items():
-        client.put(f"/v1/{key}", data=value)
+        assert client.put(f"/v1/{key}", data=value, content_length=len(value)).status_code == 201
     response = client.get("/v1/util/items")
     assert response.status_code == 200
     assert response.mimetype == "application/x-ndjson"
@@ -404,7 +423,7 @@ def test_health_and_readiness(fake: FakeService) -> None:
 
 
 def test_a_closed_service_answers_503(fake: FakeService) -> None:
-    service = LocalService(lrukv.ShardedMap(), node=fake.node)
+    service = LocalService(StoreFSM(lrukv.ShardedMap()), node=fake.node)
     service.close()
     client = create_app(service, max_value_bytes=LIMIT).test_client()
     response = client.get("/v1/k")

@@ -1,4 +1,4 @@
-"""LocalService: the single-node KVService over a ShardedMap or a LoggedStore."""
+"""LocalService: the single-node KVService over a StoreFSM, with or without a LoggedStore."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 import lrukv
 from lrukv.errors import InvalidKey, KeyNotFound, ValueTooLarge
 from lrukv_server.errors import Unavailable
+from lrukv_server.fsm import StoreFSM
 from lrukv_server.service import Consistency, KVService, ServerInfo
 from lrukv_server.service.local import LocalService
 from lrukv_server.txlog import LoggedStore, TxLogConfig
@@ -17,7 +18,7 @@ NODE = ServerInfo("n1", "127.0.0.1:50051", "127.0.0.1:8080", True)
 
 
 def _service(shards: int = 10, items_per_shard: int = 100) -> LocalService:
-    return LocalService(lrukv.ShardedMap(shards, items_per_shard), node=NODE)
+    return LocalService(StoreFSM(lrukv.ShardedMap(shards, items_per_shard)), node=NODE)
 
 
 def test_it_is_a_kv_service() -> None:
@@ -52,7 +53,7 @@ def test_binary_values_round_trip() -> None:
 
 def test_ttl_expires_keys() -> None:
     now = [1000.0]
-    svc = LocalService(lrukv.ShardedMap(clock=lambda: now[0]), node=NODE)
+    svc = LocalService(StoreFSM(lrukv.ShardedMap(clock=lambda: now[0])), node=NODE)
     svc.put("session", b"t", ttl=5)
     assert svc.get("session") == b"t"
     now[0] += 6
@@ -70,7 +71,7 @@ def test_reads_make_keys_recent_so_the_lru_evicts_others() -> None:
 
 
 def test_core_errors_pass_through_unchanged() -> None:
-    svc = LocalService(lrukv.ShardedMap(max_value_bytes=4), node=NODE)
+    svc = LocalService(StoreFSM(lrukv.ShardedMap(max_value_bytes=4)), node=NODE)
     with pytest.raises(ValueTooLarge):
         svc.put("k", b"12345")
     with pytest.raises(InvalidKey):
@@ -94,10 +95,17 @@ def test_servers_reports_itself_as_leader() -> None:
     assert _service().servers() == [NODE]
 
 
-def test_health_without_a_log() -> None:
+def test_health_reports_every_registered_check_and_is_ready_only_when_all_pass() -> None:
     health = _service().health()
     assert (health.live, health.ready) == (True, True)
-    assert health.checks["txlog"] == "off"
+    assert health.checks == {"store": "ok"}
+    state = {"txlog": "off"}
+    svc = LocalService(
+        StoreFSM(lrukv.ShardedMap()), node=NODE, checks={"txlog": lambda: state["txlog"]}
+    )
+    assert svc.health().ready and svc.health().checks["txlog"] == "off"
+    state["txlog"] = "disk full"
+    assert not svc.health().ready and svc.health().checks["txlog"] == "disk full"
 
 
 def test_after_close_every_call_is_unavailable() -> None:
@@ -120,21 +128,23 @@ def test_after_close_every_call_is_unavailable() -> None:
 def test_with_a_transaction_log_writes_survive_close_and_reopen(tmp_path: Path) -> None:
     config = TxLogConfig.from_flag("file", env={})
 
-    def open_service() -> LocalService:
+    def open_service() -> tuple[LocalService, LoggedStore]:
         store = LoggedStore.open(config, lrukv.ShardedMap(), data_dir=tmp_path, node_id="n1")
-        return LocalService(store, node=NODE)
+        checks = {"txlog": lambda: "ok" if store.log_health().ok else "failed"}
+        return LocalService(store.fsm, writer=store, node=NODE, checks=checks), store
 
-    svc = open_service()
+    svc, store = open_service()
     svc.put("durable", b"yes")
     svc.put("gone", b"x")
     svc.delete("gone")
     health = svc.health()
     assert health.ready and health.checks["txlog"] == "ok"
-    svc.close()  # closes the log
-    reopened = open_service()
+    svc.close()
+    store.close()  # flushes the log
+    reopened, store = open_service()
     try:
         assert reopened.get("durable") == b"yes"
         with pytest.raises(KeyNotFound):
             reopened.get("gone")
     finally:
-        reopened.close()
+        store.close()

@@ -100,7 +100,7 @@ def test_a_full_disk_refuses_writes_and_loses_nothing_acknowledged(
         assert store.get("after") is None
         # A refused growth wrote nothing: no torn record, and the refused event
         # never took a seq.
-        assert store.log.last_seq == len(acked)
+        assert store.log.last_seq == 1 + len(acked)  # the CONFIG event opens every log
         assert isinstance(store.log, FileTransactionLog)
         assert store.log.open_report.tail is None
     finally:
@@ -133,7 +133,7 @@ def test_after_kill_9_the_zero_tail_is_a_clean_end_with_every_event(
     store = reopen(tmp_path)
     try:
         assert all(store.get(key) == key.encode() for key in acked)
-        assert store.log.last_seq == 500
+        assert store.log.last_seq == 1 + 500  # the CONFIG event, then the puts
         assert isinstance(store.log, FileTransactionLog)
         assert store.log.open_report.tail is None  # zeros are not damage
         assert store.log_health().ok
@@ -168,7 +168,7 @@ def test_a_crash_at_any_step_of_compaction_recovers_the_same_state(
     store = reopen(tmp_path)
     try:
         assert dict(store.items()) == {**expected, "later": b"x"}
-        assert store.log.last_seq == 62
+        assert store.log.last_seq == 1 + 62  # the CONFIG event, then the writes
     finally:
         store.close()
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]

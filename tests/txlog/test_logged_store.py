@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lrukv import EvictionCause, InvalidKey, InvalidTTL, InvalidValue, ShardedMap, SnapshotMismatch
+from lrukv import EvictionCause, InvalidKey, InvalidTTL, InvalidValue, ShardedMap
 from lrukv_server.errors import LogUnavailable
+from lrukv_server.fsm import ConfigMismatch
 from lrukv_server.txlog import (
     FileTransactionLog,
     LogEvent,
@@ -19,6 +20,7 @@ from lrukv_server.txlog import (
     TxLogConfig,
     recover,
 )
+from lrukv_server.txlog.recovery import ReplayError
 from tests.pg import wait_until
 
 
@@ -165,16 +167,48 @@ def test_compaction_runs_in_the_background_after_enough_writes(tmp_path: Path) -
     again.close()
 
 
-def test_a_snapshot_of_another_geometry_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compacted", [False, True], ids=["before-compaction", "after"])
+@pytest.mark.parametrize("other", [(5, 100, None), (4, 50, None), (4, 100, 1 << 20)], ids=str)
+def test_a_restart_with_other_shard_settings_is_refused_with_one_message(
+    tmp_path: Path, compacted: bool, other: tuple[int, int, int | None]
+) -> None:
+    # Shrinking -i before the first compaction used to drop acknowledged keys
+    # silently at restart; after one, the snapshot refused it. Now both refuse.
     config = TxLogConfig.from_flag("file")
-    store = LoggedStore.open(config, ShardedMap(shards=4), data_dir=tmp_path, node_id="n")
-    store.put("k", b"v")
-    store.compact()
+    store = LoggedStore.open(config, ShardedMap(4, 100), data_dir=tmp_path, node_id="n")
+    for i in range(300):
+        store.put(f"k{i}", b"v")
+    if compacted:
+        store.compact()
     store.close()
-    with pytest.raises(SnapshotMismatch):
-        LoggedStore.open(config, ShardedMap(shards=5), data_dir=tmp_path, node_id="n")
-    # the failed start released the log: the right geometry still opens it
-    LoggedStore.open(config, ShardedMap(shards=4), data_dir=tmp_path, node_id="n").close()
+    shards, items, max_bytes = other
+    with pytest.raises(ConfigMismatch) as refused:
+        LoggedStore.open(
+            config, ShardedMap(shards, items, max_bytes=max_bytes), data_dir=tmp_path, node_id="n"
+        )
+    message = str(refused.value)
+    assert "was written by a store with shards=4, items_per_shard=100, max_bytes=none" in message
+    assert "start it with the same settings" in message
+    # the failed start released the log and lost nothing: the right geometry opens it
+    again = LoggedStore.open(config, ShardedMap(4, 100), data_dir=tmp_path, node_id="n")
+    try:
+        assert all(again.get(f"k{i}") == b"v" for i in range(300))
+    finally:
+        again.close()
+
+
+def test_a_replay_refused_by_todays_limits_names_the_event_and_the_fix(tmp_path: Path) -> None:
+    config = TxLogConfig.from_flag("file")
+    store = LoggedStore.open(config, ShardedMap(), data_dir=tmp_path, node_id="n")
+    store.put("small", b"x")
+    store.put("big", bytes(5000))
+    store.close()
+    with pytest.raises(ReplayError) as refused:
+        LoggedStore.open(config, ShardedMap(max_value_bytes=1000), data_dir=tmp_path, node_id="n")
+    message = str(refused.value)
+    assert "replay failed at event seq 3 (PUT of key 'big' (5000 bytes))" in message
+    assert "value is 5000 bytes; the limit is 1000" in message
+    assert "--max-value-bytes 5000" in message
 
 
 def test_open_with_the_log_off_is_an_error(tmp_path: Path) -> None:
