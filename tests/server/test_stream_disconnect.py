@@ -205,9 +205,13 @@ def test_stalled_http_stream_readers_block_neither_readers_nor_writers(
 
 def test_a_stalled_http_stream_is_cut_off_after_the_send_deadline(server: ServerProcess) -> None:
     # THREADS // 2 = 1 stream at a time: while it stalls, another stream is refused.
-    sock = _stalled_reader(server)
+    # (The previous test's reset readers free their slots a moment after the reset.)
+    admitted = time.monotonic() + TIMEOUT
+    while not (sock := _stalled_reader(server)).recv(64).startswith(b"HTTP/1.1 200 "):
+        _reset(sock)
+        assert time.monotonic() < admitted, "no stream slot came free"
+        time.sleep(0.05)
     try:
-        assert sock.recv(64).startswith(b"HTTP/1.1 200 ")
         # The send deadline is 10 s; the rest is slack for a loaded machine.
         deadline = time.monotonic() + 30
         refused = 0
