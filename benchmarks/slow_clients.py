@@ -17,7 +17,7 @@ selector drives them all; it stops when the ``with`` block ends or after
 on a new connection (so each one goes through the server's accept path, where
 idle connections used to wait for a thread), and returns their latencies.
 
-Used by tests/hostile/test_http_slow_clients.py (small sizes) and by
+Used by tests/server/test_http_hostile_connections.py (small sizes) and by
 benchmarks/bench_slow_clients.py (the full-size figure).
 """
 

@@ -1,1 +1,0 @@
-"""The hostile-input suite: what careless or hostile clients send, against the real server."""
