@@ -109,7 +109,8 @@ class Agent:
             self._make_http_app(service)
             self._start_health_monitor(grpc_server, service)
         except BaseException:
-            self._release_all()
+            # Quietly: the caller reports the failure in one line.
+            self._release_all(report=False)
             raise
 
     def _on_shutdown(self, name: str, release: Callable[[], None]) -> None:
@@ -142,7 +143,12 @@ class Agent:
             self._health_checks["txlog"] = lambda: "off"
             return fsm, None
         data_dir = resolve_data_dir(cfg)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OSError(
+                f"cannot create the data directory {data_dir}: {exc.strerror or exc}"
+            ) from None
         # Replays the log into the state machine before anything is served.
         logged = LoggedStore.open(cfg.txlog, fsm, data_dir=data_dir, node_id=cfg.node_id)
         # Closed after the service (releases run in reverse): flushes the log.
@@ -279,7 +285,7 @@ class Agent:
         self.begin_shutdown()
         self._release_all()
 
-    def _release_all(self) -> None:
+    def _release_all(self, *, report: bool = True) -> None:
         with self._lock:
             if self._shut_down:
                 return
@@ -292,7 +298,8 @@ class Agent:
             except Exception:
                 log.exception("error while stopping the %s", name)
         self._releases.clear()
-        log.info("stopped in %.2fs", time.monotonic() - started)
+        if report:
+            log.info("stopped in %.2fs", time.monotonic() - started)
 
 
 def _describe_log_health(logged: LoggedStore) -> str:

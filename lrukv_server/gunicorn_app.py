@@ -30,26 +30,25 @@ from __future__ import annotations
 import logging
 import math
 import os
-import signal
 import socket
 import sys
 import threading
 import time
-from types import FrameType
 from typing import Any
 
 from gunicorn import glogging
 from gunicorn import sock as gunicorn_sock
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
-from gunicorn.workers.gthread import ThreadWorker
 
 from lrukv_server.agent import Agent, ServiceWrapper
 from lrukv_server.api.grpc_server import format_addr
 from lrukv_server.config import LogMode, ServerConfig
+from lrukv_server.http_streams import StreamLimit, max_streams_for
+from lrukv_server.http_worker import LrukvWorker, raise_fd_limit
 from lrukv_server.txlog import Backend, TxLogError
 
-__all__ = ["LrukvApplication", "bind_http", "process_started_at"]
+__all__ = ["LrukvApplication", "bind_http", "check_grpc_port", "process_started_at"]
 
 log = logging.getLogger("lrukv_server")
 
@@ -70,8 +69,36 @@ def bind_http(host: str, port: int, backlog: int = 2048) -> socket.socket:
         return socket.create_server((host, port), family=family, backlog=backlog)
     except OSError as exc:
         raise OSError(
-            f"cannot listen for HTTP on {format_addr(host, port)}: {exc.strerror or exc}"
+            f"cannot listen for HTTP on {format_addr(host, port)}: {_reason(exc)}"
         ) from None
+
+
+def check_grpc_port(host: str, port: int) -> None:
+    """Raise OSError("cannot listen for gRPC on ...: Address already in use") if
+    another socket listens on the gRPC address.
+
+    grpcio reports a taken port with a C-core log line on stderr and a vague
+    RuntimeError; probing first gives one clear line. (A port taken between the
+    probe and grpcio's bind still fails, with grpcio's words.)
+    """
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # Like grpcio: SO_REUSEADDR (a port in TIME_WAIT is free), no SO_REUSEPORT.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OSError(
+                f"cannot listen for gRPC on {format_addr(host, port)}: {_reason(exc)}"
+            ) from None
+
+
+def _reason(exc: OSError) -> str:
+    """The OS's words for *exc* ("Address already in use"), without the address
+    details Python appends to them."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
 def _heartbeat(worker: Any, done: threading.Event) -> None:
@@ -95,9 +122,23 @@ def process_started_at() -> float:
         return time.time()
 
 
+def _is_boot_failure_report(record: logging.LogRecord) -> bool:
+    """gunicorn's master line for a worker that exited with WORKER_BOOT_ERROR."""
+    return (
+        record.msg == "Worker (pid:%s) exited with code %s."
+        and isinstance(record.args, tuple)
+        and record.args[-1:] == (Arbiter.WORKER_BOOT_ERROR,)
+    )
+
+
 class _Logger(glogging.Logger):  # type: ignore[misc]
     """gunicorn's logger, sending its lines through Python logging's root handler
-    so they get lrukv's format (JSON in prod)."""
+    so they get lrukv's format (JSON in prod).
+
+    A worker that cannot start prints the one line saying why and exits with
+    WORKER_BOOT_ERROR; the master's own report of that exit is dropped, so a
+    start-up failure stays one line on stderr (see _Arbiter.halt).
+    """
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
@@ -105,28 +146,7 @@ class _Logger(glogging.Logger):  # type: ignore[misc]
             for handler in list(logger.handlers):
                 logger.removeHandler(handler)
             logger.propagate = True
-
-
-class LrukvWorker(ThreadWorker):  # type: ignore[misc]
-    """The gthread worker, with graceful SIGINT and the Agent told about shutdowns."""
-
-    def init_signals(self) -> None:
-        super().init_signals()
-        # gunicorn's worker exits at once on SIGINT; Ctrl-C in a terminal reaches
-        # the worker too, and must drain like SIGTERM.
-        signal.signal(signal.SIGINT, self.handle_exit)
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        super().handle_exit(sig, frame)
-        agent = getattr(self.app, "agent", None)
-        if agent is not None:
-            agent.begin_shutdown()
-
-    def handle_quit(self, sig: int, frame: FrameType | None) -> None:
-        agent = getattr(self.app, "agent", None)
-        if agent is not None:
-            agent.begin_shutdown(quick=True)
-        super().handle_quit(sig, frame)
+        self.error_log.addFilter(lambda record: not _is_boot_failure_report(record))
 
 
 class _Arbiter(Arbiter):  # type: ignore[misc]
@@ -144,6 +164,15 @@ class _Arbiter(Arbiter):  # type: ignore[misc]
 
     def handle_int(self) -> None:
         self.handle_term()
+
+    def halt(self, reason: str | None = None, exit_status: int = 0) -> None:
+        if exit_status != self.WORKER_BOOT_ERROR:
+            super().halt(reason, exit_status)
+            return
+        # The worker has printed why it could not start, in one line: exit
+        # without gunicorn's "Shutting down" / "Reason: Worker failed to boot".
+        self.stop()
+        sys.exit(exit_status)
 
     def stop(self, graceful: bool = True) -> None:
         # The worker uses graceful_timeout for its HTTP drain (it read the config
@@ -183,8 +212,9 @@ class LrukvApplication(BaseApplication):  # type: ignore[misc]
             "workers": 1,
             "worker_class": LrukvWorker,
             "threads": cfg.http.threads,
-            # Connections beyond the threads wait in keep-alive, not in the kernel.
-            "worker_connections": max(1000, cfg.http.threads * 4),
+            # Connections wait in the worker's poller until a request has arrived
+            # (http_worker), so they are bounded by file descriptors, not threads.
+            "worker_connections": max(cfg.http.threads * 4, min(10000, raise_fd_limit() - 256)),
             "graceful_timeout": math.ceil(cfg.drain_timeout),
             "timeout": 30,
             "keepalive": 5,
@@ -225,6 +255,7 @@ class LrukvApplication(BaseApplication):  # type: ignore[misc]
                 target=_heartbeat, args=(worker, booted), name="lrukv-boot-heartbeat", daemon=True
             ).start()
         try:
+            check_grpc_port(self.config.host, self.config.grpc.port)
             agent.start()
         except (OSError, ValueError, TxLogError) as exc:
             # One clear line instead of a traceback; exit code 3 makes the master
@@ -234,7 +265,8 @@ class LrukvApplication(BaseApplication):  # type: ignore[misc]
         finally:
             booted.set()
         self.agent = agent
-        return agent.wsgi_app
+        assert agent.wsgi_app is not None
+        return StreamLimit(agent.wsgi_app, max_streams_for(self.config.http.threads))
 
     def _post_fork(self, server: Any, worker: Any) -> None:
         self._worker = worker  # in the worker process, before load()

@@ -6,7 +6,9 @@ mid-upload. Each is the client's fault: it gets 400/411/413/501 with the JSON
 error body (when the client is still there to read it), nothing is stored, the
 log has no error line and no traceback, and the server keeps answering.
 
-Idle and slow connections are tested elsewhere (they are gunicorn's job).
+Idle and slow connections are in test_http_hostile_connections.py, requests
+gunicorn refuses before the app (bad request lines, header floods) in
+test_http_hostile_protocol.py.
 """
 
 from __future__ import annotations

@@ -143,16 +143,31 @@ def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         (["--shards", "0"], "shards must be a positive int"),
         (["-d", "postgres"], "LRUKV_PG_DSN is not set"),
-        (["--loggerMode", "loud"], "unknown log mode 'loud'"),
     ],
 )
 def test_bad_settings_exit_2_with_one_clear_line(args: list[str], message: str) -> None:
     result = _run(*args)
     assert result.returncode == 2
-    assert message in result.stderr
+    assert message in _one_error_line(result)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["--loggerMode", "loud"], "unknown log mode 'loud'"),
+    ],
+)
+def test_usage_errors_exit_2_with_the_usage_and_one_error_line(
+    args: list[str], message: str
+) -> None:
+    result = _run(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: lrukv-server ")
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("lrukv-server: error: ") and message in last
     assert "Traceback" not in result.stderr
     assert "ready" not in result.stdout
 
@@ -168,6 +183,16 @@ def test_a_bad_fsync_policy_is_named_with_the_valid_ones(log: list[str]) -> None
     assert "ready" not in result.stdout
 
 
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The start-up failure's message: stderr must be exactly one ``lrukv-server:
+    error:`` line (docs/api.md), nothing on stdout."""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, f"stderr is not one line:\n{result.stderr}"
+    assert lines[0].startswith("lrukv-server: error: "), result.stderr
+    assert result.stdout == "", result.stdout
+    return lines[0].removeprefix("lrukv-server: error: ")
+
+
 def _taken_port() -> socket.socket:
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))
@@ -175,21 +200,44 @@ def _taken_port() -> socket.socket:
     return holder
 
 
-def test_a_taken_http_port_exits_1() -> None:
+def test_a_taken_http_port_exits_1_with_one_line() -> None:
     with _taken_port() as holder:
         port = holder.getsockname()[1]
         result = _run("--http-port", str(port), "--grpc-port", "0")
     assert result.returncode == 1
-    assert f"cannot listen for HTTP on 127.0.0.1:{port}" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert _one_error_line(result) == (
+        f"cannot listen for HTTP on 127.0.0.1:{port}: Address already in use"
+    )
 
 
-def test_a_taken_grpc_port_exits_3() -> None:
+def test_a_taken_grpc_port_exits_3_with_one_line() -> None:
     with _taken_port() as holder:
         port = holder.getsockname()[1]
         result = _run("--http-port", "0", "--grpc-port", str(port))
     assert result.returncode == 3
-    assert f"cannot listen for gRPC on 127.0.0.1:{port}" in result.stderr
+    assert _one_error_line(result) == (
+        f"cannot listen for gRPC on 127.0.0.1:{port}: Address already in use"
+    )
+
+
+def test_an_unopenable_transaction_log_exits_3_with_one_line(tmp_path: Path) -> None:
+    # A directory where the log file should be: the worker cannot open it.
+    (tmp_path / "data" / "txlog.log").mkdir(parents=True)
+    result = _run("--http-port", "0", "--grpc-port", "0", "-d", "file",
+                  "--data-dir", str(tmp_path / "data"))  # fmt: skip
+    assert result.returncode == 3
+    message = _one_error_line(result)
+    assert message.startswith(f"transaction log {tmp_path / 'data' / 'txlog.log'}: "), message
+
+
+def test_an_uncreatable_data_directory_exits_3_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    result = _run("--http-port", "0", "--grpc-port", "0", "-d", "file",
+                  "--data-dir", str(tmp_path / "file" / "data"))  # fmt: skip
+    assert result.returncode == 3
+    assert _one_error_line(result) == (
+        f"cannot create the data directory {tmp_path / 'file' / 'data'}: Not a directory"
+    )
 
 
 def test_metrics_and_tracing_warn_once_that_they_are_not_implemented(

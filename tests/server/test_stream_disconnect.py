@@ -8,10 +8,14 @@ for good if an abandoned stream kept its thread.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import json
 import socket
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -108,15 +112,27 @@ def test_grpc_clients_killed_mid_stream_release_their_threads(server: ServerProc
 
 
 def _abandon_http_stream(server: ServerProcess) -> None:
-    """Start GET /v1/util/items, read a little, then reset the connection."""
-    sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=TIMEOUT)
-    try:
-        sock.sendall(b"GET /v1/util/items HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
-        # SO_LINGER 0: close() sends RST, as a crashed client's kernel would.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    finally:
-        sock.close()
+    """Start GET /v1/util/items, read a little, then reset the connection.
+
+    The previous abandoned stream's slot is freed when the server's next write
+    to it fails, a moment after the reset: until then the cap on streams
+    answers 503 (Retry-After), and this client retries like a good one.
+    """
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=TIMEOUT)
+        try:
+            sock.sendall(b"GET /v1/util/items HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = sock.recv(4096)
+            # SO_LINGER 0: close() sends RST, as a crashed client's kernel would.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        finally:
+            sock.close()
+        if answer.startswith(b"HTTP/1.1 200 "):
+            return
+        assert answer.startswith(b"HTTP/1.1 503 "), answer[:100]
+        assert time.monotonic() < deadline, "an abandoned stream kept its slot"
+        time.sleep(0.05)
 
 
 def test_http_streams_abandoned_mid_way_release_their_threads(server: ServerProcess) -> None:
@@ -132,3 +148,83 @@ def test_http_streams_abandoned_mid_way_release_their_threads(server: ServerProc
     assert head.startswith(b"HTTP/1.1 200 ")
     # Chunked transfer encoding: count the item lines inside.
     assert body.count(b'"key": "item-') >= ITEMS
+
+
+def _stalled_reader(server: ServerProcess, path: str = "/v1/util/items") -> socket.socket:
+    """A client that asks for a stream and never reads it (a small receive buffer,
+    so the server's writes block soon)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(TIMEOUT)
+    sock.connect(("127.0.0.1", server.http_port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return sock
+
+
+def _reset(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def _http(server: ServerProcess, method: str, path: str, body: bytes | None = None) -> int:
+    conn = http.client.HTTPConnection(server.http_addr, timeout=TIMEOUT)
+    try:
+        conn.request(method, path, body=body)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def test_stalled_http_stream_readers_block_neither_readers_nor_writers(
+    server: ServerProcess,
+) -> None:
+    stalled = [
+        _stalled_reader(server, "/v1/util/items" if i % 2 else "/v1/util/keys")
+        for i in range(ABANDONED)
+    ]
+    try:
+        # Every other client is served while they stall (TIMEOUT turns a block into a failure).
+        for i in range(20):
+            assert _http(server, "PUT", f"/v1/stalled-{i}", b"w") == 201
+            assert _http(server, "GET", f"/v1/stalled-{i}") == 200
+        # More streams than the cap were refused at once, with the JSON error body.
+        answers = [sock.recv(65536) for sock in stalled]
+        refused = [a for a in answers if a.startswith(b"HTTP/1.1 503 ")]
+        assert refused, [a[:40] for a in answers]
+        for answer in refused:
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert b"Retry-After: 1" in head
+            assert json.loads(body)["error"]["code"] == "unavailable"
+        assert all(a.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 503 ")) for a in answers)
+    finally:
+        for sock in stalled:
+            _reset(sock)
+
+
+def test_a_stalled_http_stream_is_cut_off_after_the_send_deadline(server: ServerProcess) -> None:
+    # THREADS // 2 = 1 stream at a time: while it stalls, another stream is refused.
+    # (The previous test's reset readers free their slots a moment after the reset.)
+    admitted = time.monotonic() + TIMEOUT
+    while not (sock := _stalled_reader(server)).recv(64).startswith(b"HTTP/1.1 200 "):
+        _reset(sock)
+        assert time.monotonic() < admitted, "no stream slot came free"
+        time.sleep(0.05)
+    try:
+        # The send deadline is 10 s; the rest is slack for a loaded machine.
+        deadline = time.monotonic() + 30
+        refused = 0
+        while _http(server, "GET", "/v1/util/keys") == 503:
+            refused += 1
+            assert time.monotonic() < deadline, "the stalled stream still holds its slot"
+            time.sleep(0.5)
+        assert refused, "the stalled stream did not hold its slot"
+        # The server gave up on the stalled reader: its connection ends early.
+        received = 0
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+        assert received < ITEMS * len(VALUE)
+    finally:
+        _reset(sock)
