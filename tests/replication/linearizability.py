@@ -40,6 +40,7 @@ read.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import threading
@@ -306,6 +307,8 @@ def check_key(
         if op.unknown and not (op.kind == "put" or (op.kind == "delete" and op.existed is None)):
             raise ValueError(f"only a write can have an unknown outcome: {op}")
     known_total = n - sum(unknown)
+    read_values = {op.value for op in ops if op.kind == "get"}
+    put_values = collections.Counter(op.value for op in ops if op.kind == "put")
 
     # Entries 0..2n-1: entry 2i is op i's call, 2i+1 its return. HEAD and TAIL are sentinels.
     events = sorted(
@@ -329,15 +332,46 @@ def check_key(
             nxt[prv[e]] = e
             prv[nxt[e]] = e
 
-    def candidates() -> tuple[list[int], int]:
-        """The ops that may go next (known first), and the first op still to return."""
+    def candidates(state: State) -> tuple[list[int], int]:
+        """The ops worth trying next in *state* (known first), and the first op
+        still to return.
+
+        An unknown op is worth placing only if some known candidate then does
+        what it could not do in *state* (the search skips the rest, see above):
+        a put, if a candidate reads its value, or if a candidate deletes with
+        existed=True while the key is absent; a delete, if a candidate reads
+        "not found" or deletes with existed=False while the key is present.
+        Interchangeable unknown ops are tried once: any unknown delete, and any
+        put whose value no read in the history returned.
+        """
         known: list[int] = []
         pending: list[int] = []
         e = nxt[head]
         while e % 2 == 0:  # a call entry (TAIL is odd: the walk stops there too)
             (pending if unknown[e // 2] else known).append(e // 2)
             e = nxt[e]
-        return known + pending, e // 2
+        if not pending:
+            return known, e // 2
+        reads = {ops[i].value for i in known if ops[i].kind == "get"}
+        deletes = {ops[i].existed for i in known if ops[i].kind == "delete"}
+        absent_seen = None in reads or False in deletes
+        tried_blind_put = tried_delete = False
+        for i in pending:
+            op = ops[i]
+            if op.kind == "delete":
+                if state is not None and absent_seen and not tried_delete:
+                    known.append(i)
+                    tried_delete = True
+            elif op.value in reads and op.value != state:
+                known.append(i)
+            elif state is None and True in deletes:
+                if op.value not in read_values:
+                    if not tried_blind_put:
+                        known.append(i)
+                        tried_blind_put = True
+                elif put_values[op.value] > 1:
+                    known.append(i)
+        return known, e // 2
 
     state: State = initial
     known_placed = 0  # bit i: known op i is linearized
@@ -349,7 +383,7 @@ def check_key(
     best: tuple[list[int], int, State] | None = None  # (prefix, stuck op, value)
     best_depth = (0, 0)
     steps = 0
-    cands, blocker = candidates()
+    cands, blocker = candidates(state)
     frames.append((cands, 0, blocker))
     while placed_count < known_total:
         cands, tried, blocker = frames[-1]
@@ -387,7 +421,7 @@ def check_key(
             state, known_placed, unknown_placed = after, grown_known, grown_unknown
             placed_count += not unknown[i]
             lift(i)
-            following, first_return = candidates()
+            following, first_return = candidates(state)
             frames.append((following, 0, first_return))
             advanced = True
             break

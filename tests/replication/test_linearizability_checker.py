@@ -5,6 +5,7 @@ Times are plain numbers; ``U`` marks an unknown outcome (infinite completion).
 
 from __future__ import annotations
 
+import collections
 import math
 import random
 
@@ -16,6 +17,7 @@ from tests.replication.linearizability import (
     SearchLimit,
     check,
     check_key,
+    step,
 )
 
 U = math.inf
@@ -130,6 +132,24 @@ def test_an_unknown_write_cannot_take_effect_before_it_was_sent() -> None:
     assert not linearizable(get(0, 1, b"1"), put(2, U, b"1"))
 
 
+def test_several_unknown_writes_may_each_take_effect() -> None:
+    unknown = [put(0, U, b"1"), put(0, U, b"2"), delete(0, U, None), delete(0, U, None)]
+    assert linearizable(*unknown, delete(1, 2, True), delete(3, 4, True), get(5, 6, None))
+    assert linearizable(*unknown, put(1, 2, b"3"), get(3, 4, None), get(5, 6, b"2"))
+    twice = [put(1, 2, b"3"), get(3, 4, None), put(5, 6, b"4"), get(7, 8, None)]
+    assert linearizable(*unknown, *twice)  # each unknown delete removed one
+    assert not linearizable(*unknown, *twice, put(9, 10, b"5"), get(11, 12, None))
+    assert not linearizable(*unknown, delete(1, 2, True), delete(3, 4, True), delete(5, 6, True))
+
+
+def test_an_unknown_write_of_a_value_written_before_may_be_what_a_delete_found() -> None:
+    # values need not be unique: the read is explained by the first put, the
+    # second delete only by the unknown one
+    ops = [put(0, 1, b"a"), get(2, 3, b"a"), delete(4, 5, True), put(6, U, b"a")]
+    assert linearizable(*ops, delete(7, 8, True))
+    assert not linearizable(*ops[:3], delete(7, 8, True))
+
+
 def test_an_unknown_delete_may_or_may_not_have_removed_the_key() -> None:
     assert linearizable(put(0, 1, b"1"), delete(2, U, None), get(3, 4, b"1"), get(5, 6, None))
     assert linearizable(put(0, 1, b"1"), delete(2, U, None), get(3, 4, b"1"), get(5, 6, b"1"))
@@ -222,6 +242,55 @@ def test_random_linearizable_histories_pass_and_a_forged_read_fails(seed: int) -
     forged[i] = get(ops[i].call, ops[i].ret, b"never written", client=ops[i].client)
     result = check(forged)
     assert not result.ok and result.failures[0].stuck is forged[i]
+
+
+def _brute_force(ops: list[Op]) -> bool:
+    """Every order that respects real time, tried one by one (tiny histories only)."""
+
+    def extend(done: frozenset[int], state: bytes | None) -> bool:
+        if len(done) == len(ops):
+            return True
+        for i, op in enumerate(ops):
+            if i in done:
+                continue
+            # op may go next only if no other remaining op returned before op was invoked
+            if any(j not in done and j != i and ops[j].ret < op.call for j in range(len(ops))):
+                continue
+            allowed, after = step(state, op)
+            if allowed and extend(done | {i}, after):
+                return True
+        return False
+
+    return extend(frozenset(), None)
+
+
+def _tiny(rng: random.Random) -> list[Op]:
+    """A random history of a few ops on few values (repeated: puts may share one)."""
+    ops = []
+    for _ in range(rng.randint(1, 6)):
+        call = rng.uniform(0, 10)
+        ret = call + rng.uniform(0, 4)
+        roll = rng.random()
+        if roll < 0.4:
+            ops.append(put(call, U if rng.random() < 0.3 else ret, rng.choice([b"a", b"b", b"c"])))
+        elif roll < 0.75:
+            ops.append(get(call, ret, rng.choice([None, b"a", b"b", b"c"])))
+        elif rng.random() < 0.3:
+            ops.append(delete(call, U, None))
+        else:
+            ops.append(delete(call, ret, rng.random() < 0.5))
+    return ops
+
+
+def test_the_search_agrees_with_brute_force_on_thousands_of_tiny_histories() -> None:
+    rng = random.Random(42)
+    verdicts: collections.Counter[bool] = collections.Counter()
+    for _ in range(2000):
+        ops = _tiny(rng)
+        expected = _brute_force(ops)
+        assert (check_key(ops) is None) == expected, ops
+        verdicts[expected] += 1
+    assert min(verdicts.values()) > 200  # both verdicts well represented
 
 
 # ------------------------------------------------------------------ recording
