@@ -177,6 +177,16 @@ def _faults(kills: int, pauses: int) -> list[str]:
     return order
 
 
+def _critical_log_lines(cluster: Cluster) -> list[str]:
+    """What the servers logged at CRITICAL (PySyncObj: a replica truncating entries it applied)."""
+    return [
+        line.strip()
+        for path in sorted(cluster.tmp_path.glob("server-*.stderr"))
+        for line in path.read_text(errors="replace").splitlines()
+        if " CRITICAL " in line
+    ]
+
+
 def _get(kv: KV, key: str, consistency: str) -> bytes | None:
     try:
         return kv.get(key, consistency=consistency)
@@ -262,15 +272,20 @@ def test_histories_under_leader_kills_and_pauses_are_linearizable_and_lose_no_ac
     acked_after_restore = sum(
         1 for op in ops if op.kind != "get" and not op.unknown and op.call > restored
     )
+    critical = _critical_log_lines(cluster)
     summary = (
         f"{result.ops} ops checked on {result.keys} keys ({unknown} with unknown outcome, "
         f"{work.history.dropped} dropped), {len(work.default_reads)} default reads, "
         f"{done.count('kill')} leader kills and {done.count('pause')} pauses "
         f"in {time.monotonic() - started:.1f}s ({'; '.join(timeline)}); "
-        f"errors: {dict(work.errors)}"
+        f"errors: {dict(work.errors)}; CRITICAL server log lines: {len(critical)}"
+        + "".join(f"\n  {line}" for line in critical[:5])
     )
     print(f"\nlinearizability: {summary}")
     assert result.ok, f"{result}\n\n{summary}"
+    # A replica that drops entries it applied may lose acknowledged writes on the next
+    # failover (lrukv_server/raft/append.py): rare enough to pass the check, so looked for.
+    assert not critical, summary
     assert done == faults
     assert acked_after_restore > 0, f"no write acknowledged after the last restart: {summary}"
     assert result.ops > 100, f"too few operations to mean anything: {summary}"
