@@ -44,6 +44,15 @@ def follower() -> Iterator[Any]:
         node.destroy()
 
 
+@pytest.fixture
+def sent(follower: Any, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What the follower answers (its peer is not listening; the answers are caught here)."""
+    messages: list[dict[str, Any]] = []
+    transport = follower._SyncObj__transport
+    monkeypatch.setattr(transport, "send", lambda node, message: messages.append(message))
+    return messages
+
+
 def _leader(follower: Any) -> Any:
     return next(iter(follower._SyncObj__otherNodes))
 
@@ -78,7 +87,7 @@ def _applied(follower: Any) -> int:
 
 
 def test_a_repeated_message_does_not_truncate_applied_entries(
-    follower: Any, caplog: pytest.LogCaptureFixture
+    follower: Any, sent: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
 ) -> None:
     _append(follower, 1, (1, 0), [(i, 1) for i in range(2, 12)], commit=11)
     assert _applied(follower) == 11
@@ -88,6 +97,8 @@ def test_a_repeated_message_does_not_truncate_applied_entries(
     assert _log(follower) == [(1, 0), *((i, 1) for i in range(2, 12))]
     assert not [r for r in caplog.records if r.levelno >= logging.CRITICAL]
     assert follower._SyncObj__raftCommitIndex == 11
+    # the leader's own term: all of it is the leader's, and acknowledged as such
+    assert [m["next_node_idx"] for m in sent if m["type"] == "next_node_idx"][-2:] == [12, 12]
 
 
 def test_new_entries_after_known_ones_are_appended(follower: Any) -> None:
@@ -104,7 +115,30 @@ def test_entries_of_an_older_term_that_conflict_are_still_replaced(follower: Any
     assert _log(follower) == [(1, 0), (2, 1), (3, 2)]
 
 
-def test_a_heartbeat_of_a_new_leader_drops_an_older_terms_tail(follower: Any) -> None:
+def test_a_new_leaders_heartbeat_keeps_an_older_tail_but_neither_commits_nor_acks_it(
+    follower: Any, sent: list[dict[str, Any]]
+) -> None:
     _append(follower, 1, (1, 0), [(2, 1), (3, 1), (4, 1)], commit=2)
-    _append(follower, 2, (2, 1), [], commit=2)  # its log after 2 is unknown: not term 1's
-    assert _log(follower) == [(1, 0), (2, 1)]
+    assert _applied(follower) == 2
+    sent.clear()
+    # the new leader's log after 2 is unknown here: 3 and 4 may not be its entries
+    _append(follower, 2, (2, 1), [], commit=4)
+    assert _log(follower) == [(1, 0), (2, 1), (3, 1), (4, 1)]
+    assert _applied(follower) == 2
+    assert [m["next_node_idx"] for m in sent if m["type"] == "next_node_idx"] == [3]
+    # its entry 3 conflicts: from there the log is the leader's
+    _append(follower, 2, (2, 1), [(3, 2)], commit=3)
+    assert _log(follower) == [(1, 0), (2, 1), (3, 2)]
+    assert _applied(follower) == 3
+
+
+def test_a_repeated_batch_of_an_older_term_keeps_the_rest_and_acks_only_itself(
+    follower: Any, sent: list[dict[str, Any]]
+) -> None:
+    _append(follower, 1, (1, 0), [(i, 1) for i in range(2, 12)], commit=11)
+    assert _applied(follower) == 11
+    sent.clear()
+    # a new leader catching this follower up re-sends part of term 1
+    _append(follower, 2, (5, 1), [(6, 1), (7, 1)], commit=11)
+    assert _log(follower) == [(1, 0), *((i, 1) for i in range(2, 12))]
+    assert [m["next_node_idx"] for m in sent if m["type"] == "next_node_idx"] == [8]
