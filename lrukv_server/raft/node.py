@@ -11,6 +11,8 @@ and files off its sharp edges (DESIGN.md, "Replication"):
   PySyncObj's callback. Each proposal has its own deadline, because after a
   leader change some callbacks come back DISCARDED and some never fire.
   QUEUE_FULL backs off on a timer instead of spinning the leader.
+* A follower keeps the entries it already has when a message repeats them
+  (``lrukv_server.raft.append``; PySyncObj dropped committed entries).
 * No callback into PySyncObj ever raises (a raising callback makes PySyncObj
   apply the entry again): every one of them catches and logs.
 * The Raft thread is RaftNode's own: SyncObj runs with ``autoTick=False`` and
@@ -36,11 +38,12 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj import FAIL_REASON, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj.syncobj import SyncObjException
 
 from lrukv_server.errors import NotLeader, Timeout, Unavailable
 from lrukv_server.raft import join, snapshot
+from lrukv_server.raft.append import SyncObj
 from lrukv_server.raft.config import RaftConfig, derive_password
 from lrukv_server.raft.timers import Timers
 
