@@ -16,8 +16,8 @@ def main() -> None:
     try:
         from lrukv_client.cli.app import main as run  # noqa: PLC0415 - the guarded import
     except ModuleNotFoundError as exc:
-        missing = exc.name or "?"
-        if missing.split(".")[0] in _OURS:
+        missing = (exc.name or "?").split(".")[0]  # the package to install, not a submodule
+        if missing in _OURS:
             raise  # a broken install of lrukv itself: the traceback helps
         print(
             "lrukv: the CLI needs the 'cli' extra: pip install 'lrukv[cli]' "

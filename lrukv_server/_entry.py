@@ -16,8 +16,8 @@ def main() -> int:
     try:
         from lrukv_server.cli import main as run  # noqa: PLC0415 - the guarded import
     except ModuleNotFoundError as exc:
-        missing = exc.name or "?"
-        if missing.split(".")[0] in _OURS:
+        missing = (exc.name or "?").split(".")[0]  # the package to install, not a submodule
+        if missing in _OURS:
             raise  # a broken install of lrukv itself: the traceback helps
         print(
             "lrukv-server: the server needs the 'server' extra: pip install 'lrukv[server]' "
