@@ -349,3 +349,26 @@ def test_the_cli_shows_the_cluster_and_a_removed_member_leaves_it(cluster: Clust
         seen = wait_until("the follower to list two members", two_members)
         assert seen.leader is not None and seen.leader.grpc_addr == leader.up.rpc_addr
         kv.put("after-removal", b"x")  # two of two still make a majority
+
+
+def test_a_node_with_other_shard_settings_is_refused_with_a_clear_reason(
+    cluster: Cluster,
+) -> None:
+    leader = cluster.wait_for_leader()
+    assert http("PUT", f"{leader.url}/v1/k", b"v")[0] == 201
+    odd = cluster.add_joiner(via=leader)
+    odd.args += ["-i", "50"]  # the cluster runs with -i 10000
+    cluster.start(odd)
+
+    def refused() -> dict[str, Any] | None:
+        code, body, _ = http("GET", f"{odd.url}/readyz")
+        health: dict[str, Any] = json.loads(body)
+        return health if code == 503 and "refused" in health["checks"]["store"] else None
+
+    health = wait_until("the odd node to refuse itself", refused, timeout=30)
+    assert "items_per_shard=10000" in health["checks"]["store"]
+    assert "items_per_shard=50" in health["checks"]["store"]
+    code, body, _ = http("GET", f"{odd.url}/v1/k?consistency=stale")
+    assert code == 503 and b"refused by the cluster" in body
+    # the others are unaffected
+    assert http("PUT", f"{leader.url}/v1/k2", b"v")[0] == 201
