@@ -58,6 +58,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -111,9 +112,14 @@ class Setup:
     etcd: str | None
     pinned: bool
     workdir: str = ""
+    server_threads: int = 0  # HTTP threads and gRPC workers per node; 0: --inflight
 
-    def lrukv_args(self, items_per_shard: int = 100) -> list[str]:
-        threads = str(max(self.inflight, 16))
+    def lrukv_args(self, items_per_shard: int | None = None) -> list[str]:
+        """Every lrukv node's flags; by default each shard holds every key (as in
+        bench_server.py), so no benchmark key is ever evicted."""
+        threads = str(self.server_threads or max(self.inflight, 16))
+        if items_per_shard is None:
+            items_per_shard = self.keys
         return [
             "--log-mode", "prod", "--http-threads", threads, "--grpc-workers", threads,
             "-i", str(items_per_shard),
@@ -384,7 +390,7 @@ def _stop(server: ServerProcess) -> None:
 
 
 @contextlib.contextmanager
-def lrukv_cluster(setup: Setup, name: str, items_per_shard: int = 100) -> Iterator[Cluster]:
+def lrukv_cluster(setup: Setup, name: str, items_per_shard: int | None = None) -> Iterator[Cluster]:
     """A started 3-node cluster with an agreed leader; every node stopped at the end."""
     began = time.monotonic()
     workdir = Path(setup.workdir) / name
@@ -843,6 +849,16 @@ def _load_average() -> str:
         return "?"
 
 
+def _cpu_pressure() -> str:
+    """Linux PSI: the share of time some runnable task waited for a CPU (avg10/60/300)."""
+    try:
+        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return "?"
+    values = dict(part.split("=") for part in first.split()[1:])
+    return f"{values['avg10']}% / {values['avg60']}% / {values['avg300']}%"
+
+
 def _versions(setup: Setup) -> dict[str, str]:
     from importlib import metadata
 
@@ -907,6 +923,9 @@ def write_reports(out_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
         f"Load average (1, 5, 15 min) at start: {report['load_average_start']}; at end: "
         f"{report['load_average_end']} (other work shared the machine: compare ratios measured "
         "in the same run, not absolute numbers across runs)  ",
+        f"CPU pressure (PSI: share of time some runnable task waited for a CPU, avg 10 s / "
+        f"60 s / 300 s) at start: {report['cpu_pressure_start']}; at end: "
+        f"{report['cpu_pressure_end']}  ",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + "  ",
         f"CPU split: {pinning}.  ",
         f"Load: closed loop, {setup['inflight']} requests in flight, {setup['keys']} keys with "
@@ -1063,19 +1082,31 @@ def _workspace() -> str:
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else tempfile.gettempdir()
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="< 30 s; temp output")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--inflight", type=int, default=128)
-    parser.add_argument("--failover-rounds", type=int, default=12)
+    parser.add_argument(
+        "--server-threads", type=int, default=0, help="lrukv HTTP threads and gRPC workers "
+        "per node (default: --inflight)"
+    )  # fmt: skip
+    parser.add_argument("--failover-rounds", type=int, default=10)
     parser.add_argument("--catchup-keys", type=int, default=100_000)
-    parser.add_argument("--catchup-repeats", type=int, default=3)
+    parser.add_argument("--catchup-repeats", type=int, default=1)
     parser.add_argument("--skip", nargs="*", default=[], choices=["throughput", "failover",
                         "catchup", "etcd"], help="leave sections out")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results")
     args = parser.parse_args()
+    # Stopped with SIGTERM or SIGINT (also as a background job, where SIGINT is
+    # ignored): unwind, so every server started is stopped by its PID.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_on_signal)
 
     pinned = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
     etcd = None if "etcd" in args.skip else shutil.which("etcd")
@@ -1092,6 +1123,7 @@ def main() -> int:
         wrk=None if args.smoke else shutil.which("wrk"),
         etcd=etcd,
         pinned=pinned,
+        server_threads=args.server_threads,
     )
     etcd_note = ""
     if etcd is None and "etcd" not in args.skip:
@@ -1104,6 +1136,7 @@ def main() -> int:
     )
     started = time.monotonic()
     load_start = _load_average()
+    pressure_start = _cpu_pressure()
     runs: list[Run] = []
     rounds: list[dict[str, Any]] = []
     catchups: list[dict[str, Any]] = []
@@ -1139,6 +1172,8 @@ def main() -> int:
             f"{platform.release()}",
             "load_average_start": load_start,
             "load_average_end": _load_average(),
+            "cpu_pressure_start": pressure_start,
+            "cpu_pressure_end": _cpu_pressure(),
             "versions": _versions(setup),
             "setup": asdict(setup),
             "lrukv_args": setup.lrukv_args(),

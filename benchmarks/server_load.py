@@ -1,7 +1,9 @@
-"""Load generators for benchmarks/bench_server.py (run as a separate, pinned process).
+"""Load generators for benchmarks/bench_server.py and bench_replication.py (run as a
+separate, pinned process).
 
     python benchmarks/server_load.py grpc --target 127.0.0.1:50051 --op get --seconds 10
     python benchmarks/server_load.py http --target 127.0.0.1:8080 --op put --seconds 10
+    python benchmarks/server_load.py http-list --target 127.0.0.1:2379 --requests reqs.json
 
 gRPC: one channel, ``--inflight`` calls kept in flight with futures: each
 completion records its latency and issues the next call from grpcio's callback
@@ -11,6 +13,11 @@ HTTP (the fallback when wrk is missing, and in --smoke runs): ``--connections``
 threads, each with one keep-alive connection, one request at a time. Python
 threads share one interpreter lock, so this measures less than wrk would; the
 benchmark says which load generator produced each number.
+
+http-list: the same threads and connections, over a JSON file of ``[method, path,
+body or null]`` requests taken round-robin (lrukv GETs with ``?consistency=``,
+etcd's JSON gateway); any status >= 300 counts as an error. gRPC GETs take
+``--consistency``.
 
 Keys are ``bench-0000`` … ``bench-{keys-1}``, taken round-robin; PUT values are
 ``--value-size`` bytes. Prints one JSON object: requests, seconds, errors, p50_ms,
