@@ -113,6 +113,7 @@ class Setup:
     pinned: bool
     workdir: str = ""
     server_threads: int = 0  # HTTP threads and gRPC workers per node; 0: --inflight
+    profile: bool = False  # py-spy the catching-up follower
 
     def lrukv_args(self, items_per_shard: int | None = None) -> list[str]:
         """Every lrukv node's flags; by default each shard holds every key (as in
@@ -455,10 +456,14 @@ def lrukv_replicated(setup: Setup, repeat: int) -> list[Run]:
         ]
         if setup.smoke:
             loads = [loads[0], loads[1], loads[3], loads[7]]
-        return [
+        runs = [
             measure(setup, at[via], repeat, api, op, consistency=level)
             for via, api, op, level in loads
         ]
+        # The replicas must still agree (index and digest) after all that load.
+        digest = cluster.wait_converged(timeout=60)
+        print(f"  cluster-{repeat}: the three replicas agree, digest {digest[:16]}", flush=True)
+        return runs
 
 
 @dataclass
@@ -697,24 +702,92 @@ def write_keys(target: str, count: int, inflight: int, prefix: str) -> float:
         channel.close()
 
 
-def caught_up(leader: Node, follower: Node, since: float, limit: float = 120.0) -> float:
-    """Seconds from *since* until *follower*'s applied index and digest equal *leader*'s."""
+def caught_up(
+    leader: Node, follower: Node, since: float, limit: float = 120.0
+) -> tuple[float, dict[str, float]]:
+    """Seconds from *since* until *follower*'s applied index and digest equal the
+    leader's, and a timeline: when it first answered, when its applied index
+    first moved, and its largest single step (a snapshot installed at once)."""
     want = leader.status(digest=True)
+    timeline: dict[str, float] = {}
+    last_index: int | None = None
     while time.monotonic() - since < limit:
         try:
-            index = follower.status()["applied_index"]
+            index = int(follower.status()["applied_index"])
         except (OSError, ValueError):
-            index = -1
+            time.sleep(0.02)
+            continue
+        now = time.monotonic() - since
+        timeline.setdefault("answered_s", now)
+        if last_index is not None and index > last_index:
+            timeline.setdefault("first_progress_s", now)
+            if index - last_index > timeline.get("largest_step", 0):
+                timeline["largest_step"] = index - last_index
+                timeline["largest_step_at_s"] = now
+        last_index = index
         if index == want["applied_index"]:
             mine = follower.status(digest=True)
             if mine["applied_index"] == want["applied_index"]:
                 if mine["digest"] == want["digest"]:
-                    return time.monotonic() - since
+                    return time.monotonic() - since, timeline
                 raise RuntimeError(f"{follower.name} has the leader's index but another digest")
         elif index > want["applied_index"]:  # the leader applied more meanwhile
             want = leader.status(digest=True)
         time.sleep(0.02)
     raise RuntimeError(f"{follower.name} did not catch up within {limit}s")
+
+
+_PROFILE_CATEGORIES = (
+    ("Fernet", "raft: decrypt/encrypt (Fernet)"),
+    ("pickle", "raft: (un)pickle"),
+    ("loads", "raft: (un)pickle"),
+    ("dumps", "raft: (un)pickle"),
+    ("restore", "snapshot restore"),
+    ("StoreFSM", "apply (StoreFSM)"),
+    ("Journal", "raft: journal"),
+    ("ResizableFile", "raft: journal"),
+    ("SyncObj", "raft: other PySyncObj"),
+    ("TcpConnection", "raft: other PySyncObj"),
+)
+
+
+def _profile_summary(raw: Path) -> dict[str, float]:
+    """Share of py-spy samples (``-f raw``, on-CPU only) per category, in %."""
+    counts: dict[str, int] = {}
+    for line in raw.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        if not number.isdigit():
+            continue
+        category = next((c for key, c in _PROFILE_CATEGORIES if key in stack), "other")
+        counts[category] = counts.get(category, 0) + int(number)
+    total = sum(counts.values()) or 1
+    return {k: round(100 * v / total, 1) for k, v in sorted(counts.items(), key=lambda i: -i[1])}
+
+
+@contextlib.contextmanager
+def profiled(setup: Setup, pid: int, name: str) -> Iterator[dict[str, float]]:
+    """With --profile and py-spy installed: record *pid* (on-CPU samples) meanwhile."""
+    summary: dict[str, float] = {}
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not setup.profile or not Path(spy).exists():
+        yield summary
+        return
+    raw = Path(setup.workdir) / f"{name}.spy.txt"
+    proc = subprocess.Popen(
+        [spy, "record", "-p", str(pid), "-r", "100", "-f", "raw", "-o", str(raw), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield summary
+    finally:
+        proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    if raw.exists():
+        summary.update(_profile_summary(raw))
 
 
 def catchup(setup: Setup, cluster: Cluster) -> list[dict[str, Any]]:
@@ -737,7 +810,8 @@ def catchup(setup: Setup, cluster: Cluster) -> list[dict[str, Any]]:
             else:
                 cluster.start(follower)
                 restart = time.monotonic() - since
-            took = caught_up(leader, follower, since)
+            with profiled(setup, follower.up.worker_pid, f"catchup-{how}-{repeat}") as profile:
+                took, timeline = caught_up(leader, follower, since)
             results.append(
                 {
                     "repeat": repeat,
@@ -746,6 +820,8 @@ def catchup(setup: Setup, cluster: Cluster) -> list[dict[str, Any]]:
                     "write_s": wrote,
                     "restart_s": restart,
                     "caught_up_s": took,
+                    "timeline": timeline,
+                    "follower_profile_pct": profile,
                 }
             )
             print(
@@ -753,7 +829,9 @@ def catchup(setup: Setup, cluster: Cluster) -> list[dict[str, Any]]:
                 f"{wrote:.1f} s ({setup.catchup_keys / wrote:.0f}/s); {follower.name} "
                 f"equal to the leader {took:.2f} s after "
                 f"{'SIGCONT' if how == 'paused' else 'the restart began'}"
-                + (f" (process ready after {restart:.2f} s)" if restart else ""),
+                + (f" (process ready after {restart:.2f} s)" if restart else "")
+                + f"; timeline {timeline}"
+                + (f"; follower profile {profile}" if profile else ""),
                 flush=True,
             )
     return results
@@ -795,6 +873,11 @@ def summarise(runs: list[Run]) -> list[dict[str, Any]]:
                     g: statistics.median(r.cpu_pct.get(g, 0.0) for r in mine) for g in groups
                 },
                 "tool": middle.tool,
+                # CPU time per request (ms): less sensitive to other load than req/s.
+                "cpu_ms_per_request": {
+                    g: statistics.median(10 * r.cpu_pct.get(g, 0.0) / r.rps for r in mine if r.rps)
+                    for g in groups
+                },
             }
         )
     return rows
@@ -941,19 +1024,23 @@ def write_reports(out_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
         "## Throughput",
         "",
         "| system | API | op | via | consistency | req/s (median) | each repeat | p50 / p99 ms "
-        "| errors | CPU leader / followers / load |",
-        "|---|---|---|---|---|---:|---|---:|---:|---:|",
+        "| errors | CPU leader / followers / load | CPU ms per request leader / followers |",
+        "|---|---|---|---|---|---:|---|---:|---:|---:|---:|",
     ]
     for row in rows:
         cpu = row["cpu_pct"]
         leader_cpu = cpu.get("leader", cpu.get("server", 0.0))
         followers = f"{cpu['followers']:.0f}%" if "followers" in cpu else "-"
+        per = row["cpu_ms_per_request"]
+        per_leader = per.get("leader", per.get("server", 0.0))
+        per_followers = f"{per['followers']:.2f}" if "followers" in per else "-"
         lines.append(
             f"| {_row_name(row)} | {row['api'].upper()} | {row['op'].upper()} | {row['via']} "
             f"| {row['consistency'] or '-'} | {row['rps']:,.0f} "
             f"| {', '.join(f'{x:,}' for x in row['rps_each'])} "
             f"| {row['p50_ms']:.1f} / {row['p99_ms']:.1f} | {row['errors']} "
-            f"| {leader_cpu:.0f}% / {followers} / {cpu.get('load', 0.0):.0f}% |"
+            f"| {leader_cpu:.0f}% / {followers} / {cpu.get('load', 0.0):.0f}% "
+            f"| {per_leader:.2f} / {per_followers} |"
         )
     lines += [
         "",
@@ -1052,6 +1139,21 @@ def write_reports(out_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
                 f"| {how} | {each} | {med:.2f} "
                 f"| {'met' if med <= TARGET_CATCHUP_S else '**missed**'} | {rate:,.0f} |"
             )
+        lines += ["", "Timeline of each catch-up (seconds from SIGCONT / the restart command):", ""]
+        for c in cu:
+            t = c["timeline"]
+            line = (
+                f"- {c['how']}, repeat {c['repeat']}: answered its status after "
+                f"{t.get('answered_s', 0):.2f} s, applied index first moved at "
+                f"{t.get('first_progress_s', 0):.2f} s, largest single step "
+                f"{t.get('largest_step', 0):,.0f} entries at {t.get('largest_step_at_s', 0):.2f} s"
+                f", equal at {c['caught_up_s']:.2f} s."
+            )
+            if c["follower_profile_pct"]:
+                line += " Follower's worker, py-spy on-CPU samples: " + ", ".join(
+                    f"{k} {v:g}%" for k, v in c["follower_profile_pct"].items()
+                )
+            lines.append(line)
     truncations = report["truncations"]
     lines += [
         "",
@@ -1101,6 +1203,9 @@ def main() -> int:
     parser.add_argument("--catchup-repeats", type=int, default=1)
     parser.add_argument("--skip", nargs="*", default=[], choices=["throughput", "failover",
                         "catchup", "etcd"], help="leave sections out")  # fmt: skip
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy record the catching-up follower"
+    )
     parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results")
     args = parser.parse_args()
     # Stopped with SIGTERM or SIGINT (also as a background job, where SIGINT is
@@ -1124,6 +1229,7 @@ def main() -> int:
         etcd=etcd,
         pinned=pinned,
         server_threads=args.server_threads,
+        profile=args.profile,
     )
     etcd_note = ""
     if etcd is None and "etcd" not in args.skip:
