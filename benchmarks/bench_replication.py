@@ -1,8 +1,12 @@
 """What does Raft replication cost lrukv? A 3-node cluster against one node and a 3-member etcd.
 
-    .venv/bin/python benchmarks/bench_replication.py    # ~15 min on 2 shared cores; writes
-                                                        # benchmarks/results/replication.{md,json}
-    .venv/bin/python benchmarks/bench_replication.py --smoke   # < 30 s; writes to a temp dir
+    .venv/bin/python benchmarks/bench_replication.py --profile  # ~17 min on 2 shared cores;
+                                        # writes benchmarks/results/replication.{md,json}
+    .venv/bin/python benchmarks/bench_replication.py --smoke   # ~30 s; writes to a temp dir
+
+``--profile`` needs py-spy (``pip install py-spy``; not a project dependency):
+it records the catching-up follower's worker. ``--skip etcd`` (or any section)
+leaves a part out.
 
 Everything runs on 127.0.0.1, in a temporary directory under /dev/shm (tmpfs,
 where it exists: lrukv's Raft journal is never fsynced, so etcd's WAL is put
@@ -28,8 +32,10 @@ where an fsync is cheap too), and every process started is ended by its PID.
    /v3/kv/put`` and ``/v3/kv/range`` with base64 keys and values); where wrk is
    missing, and in --smoke, a Python generator of keep-alive connections.
    gRPC (lrukv only): ``server_load.py grpc``, grpcio futures with that many in
-   flight. Reported: medians of the repeats and the ratio replicated / single
-   node, computed within each repeat.
+   flight. Reported: medians of the repeats, the ratio replicated / single
+   node computed within each repeat, and the CPU time per request of each
+   group (less sensitive to other work on the machine than req/s). After each
+   repeat the three replicas must agree on applied index and digest.
 
 2. Failover (``--failover-rounds``): SIGKILL the leader's master and worker; time
    from the kill until a PUT is accepted by a survivor (a new PUT is sent every
@@ -40,6 +46,8 @@ where an fsync is cheap too), and every process started is ended by its PID.
    new keys through the leader (gRPC, 128 in flight), SIGCONT it; time until its
    applied index and digest (``GET /v1/util/cluster?digest=1``) equal the
    leader's. Then the same with the follower killed and restarted instead.
+   A timeline (first answer, first progress, largest single step: a snapshot
+   installed at once) says where the time went.
 
 At the end the servers' output is searched for PySyncObj's "truncating
 already-applied log entries" (a sign of a stale append reply rewinding a
