@@ -1,7 +1,9 @@
-"""Load generators for benchmarks/bench_server.py (run as a separate, pinned process).
+"""Load generators for benchmarks/bench_server.py and bench_replication.py (run as a
+separate, pinned process).
 
     python benchmarks/server_load.py grpc --target 127.0.0.1:50051 --op get --seconds 10
     python benchmarks/server_load.py http --target 127.0.0.1:8080 --op put --seconds 10
+    python benchmarks/server_load.py http-list --target 127.0.0.1:2379 --requests reqs.json
 
 gRPC: one channel, ``--inflight`` calls kept in flight with futures: each
 completion records its latency and issues the next call from grpcio's callback
@@ -11,6 +13,11 @@ HTTP (the fallback when wrk is missing, and in --smoke runs): ``--connections``
 threads, each with one keep-alive connection, one request at a time. Python
 threads share one interpreter lock, so this measures less than wrk would; the
 benchmark says which load generator produced each number.
+
+http-list: the same threads and connections, over a JSON file of ``[method, path,
+body or null]`` requests taken round-robin (lrukv GETs with ``?consistency=``,
+etcd's JSON gateway); any status >= 300 counts as an error. gRPC GETs take
+``--consistency``.
 
 Keys are ``bench-0000`` … ``bench-{keys-1}``, taken round-robin; PUT values are
 ``--value-size`` bytes. Prints one JSON object: requests, seconds, errors, p50_ms,
@@ -30,7 +37,22 @@ import grpc
 
 from lrukv_proto.v1 import kv_pb2, kv_pb2_grpc
 
-__all__ = ["key_name", "percentile", "preload_grpc", "preload_http", "run_grpc", "run_http"]
+__all__ = [
+    "CONSISTENCY",
+    "key_name",
+    "percentile",
+    "preload_grpc",
+    "preload_http",
+    "run_grpc",
+    "run_http",
+    "run_http_list",
+]
+
+CONSISTENCY = {
+    "default": kv_pb2.CONSISTENCY_DEFAULT,
+    "stale": kv_pb2.CONSISTENCY_STALE,
+    "linearizable": kv_pb2.CONSISTENCY_LINEARIZABLE,
+}
 
 
 def key_name(i: int) -> str:
@@ -80,14 +102,22 @@ def preload_http(target: str, keys: int, value: bytes) -> None:
 
 
 def run_grpc(
-    target: str, op: str, *, seconds: float, inflight: int, keys: int, value: bytes
+    target: str,
+    op: str,
+    *,
+    seconds: float,
+    inflight: int,
+    keys: int,
+    value: bytes,
+    consistency: str = "default",
 ) -> dict[str, Any]:
     """Keep *inflight* calls going for *seconds*; return the counts and latencies."""
     channel = grpc.insecure_channel(target)
     stub = kv_pb2_grpc.KVStub(channel)
     names = [key_name(i) for i in range(keys)]
     if op == "get":
-        requests: list[Any] = [kv_pb2.GetRequest(key=name) for name in names]
+        level = CONSISTENCY[consistency]
+        requests: list[Any] = [kv_pb2.GetRequest(key=name, consistency=level) for name in names]
         method: Any = stub.Get.future
     else:
         requests = [kv_pb2.PutRequest(key=name, value=value) for name in names]
@@ -189,16 +219,74 @@ def run_http(
     )
 
 
+def run_http_list(
+    target: str, requests: list[tuple[str, str, bytes | None]], *, seconds: float, connections: int
+) -> dict[str, Any]:
+    """Like run_http, over a given list of (method, path, body) requests taken
+    round-robin: any HTTP API (lrukv with a consistency level, etcd's JSON gateway)."""
+    host, port = target.rsplit(":", 1)
+    deadline = time.perf_counter() + seconds
+    lock = threading.Lock()
+    latencies: list[float] = []
+    totals = {"done": 0, "errors": 0}
+    headers = {"Content-Type": "application/json"} if requests[0][2] else {}
+
+    def worker(offset: int) -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        mine: list[float] = []
+        errors = 0
+        i = offset
+        clock = time.perf_counter
+        try:
+            while True:
+                method, path, body = requests[i % len(requests)]
+                i += connections
+                begin = clock()
+                if begin >= deadline:
+                    break
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                end = clock()
+                if end > deadline:
+                    break
+                mine.append(end - begin)
+                errors += response.status >= 300
+        finally:
+            conn.close()
+        with lock:
+            latencies.extend(mine)
+            totals["done"] += len(mine)
+            totals["errors"] += errors
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 60)
+    return _result(
+        totals["done"],
+        seconds,
+        totals["errors"],
+        latencies,
+        f"python http, {connections} connections",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("transport", choices=["grpc", "http"])
+    parser.add_argument("transport", choices=["grpc", "http", "http-list"])
     parser.add_argument("--target", required=True, help="host:port")
-    parser.add_argument("--op", choices=["get", "put"], required=True)
+    parser.add_argument("--op", choices=["get", "put"], default="get")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--inflight", type=int, default=64, help="gRPC calls in flight")
     parser.add_argument("--connections", type=int, default=32, help="HTTP connections")
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--value-size", type=int, default=100)
+    parser.add_argument("--consistency", choices=sorted(CONSISTENCY), default="default")
+    parser.add_argument(
+        "--requests", help="http-list: a JSON file of [method, path, body or null] lists"
+    )
     args = parser.parse_args()
     value = b"v" * args.value_size
     if args.transport == "grpc":
@@ -209,6 +297,16 @@ def main() -> None:
             inflight=args.inflight,
             keys=args.keys,
             value=value,
+            consistency=args.consistency,
+        )
+    elif args.transport == "http-list":
+        with open(args.requests, encoding="utf-8") as file:
+            listed = [
+                (method, path, None if body is None else body.encode())
+                for method, path, body in json.load(file)
+            ]
+        result = run_http_list(
+            args.target, listed, seconds=args.seconds, connections=args.connections
         )
     else:
         result = run_http(
