@@ -1,15 +1,16 @@
-"""LoggedStore: a ShardedMap whose every acknowledged write is in a transaction log.
+"""LoggedStore: a StoreFSM whose every acknowledged command is in a transaction log.
 
-The server runs its store either as a plain ``ShardedMap`` (log off) or as a
-``LoggedStore``; the read and write methods have the same signatures, so the
-service layer uses either one the same way.
+A single node's service hands each write, as a command (``lrukv_server.fsm``),
+to ``submit``; with the log off it uses a ``DirectWriter`` instead. The
+ShardedMap-style methods (``put``, ``pop``, ``get``…) keep their signatures, so
+tests and tools can use a LoggedStore like a map.
 
 A write, step by step, and why in this order
 --------------------------------------------
 1. **Validate** with ``ShardedMap.check_put`` / ``check_key``. Bad input raises
    here, before anything is logged: the log never holds a write the store
    would reject, so replay never fails on it.
-2. **Under one write lock, append to the log, then apply to the map.** One lock
+2. **Under one write lock, append to the log, then apply through the FSM.** One lock
    for both makes the log order the apply order for every key: two writers of
    the same key can never be logged in one order and applied in the other,
    which would make the replayed value differ from the served one. If
