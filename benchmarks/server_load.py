@@ -168,68 +168,30 @@ def run_http(
     target: str, op: str, *, seconds: float, connections: int, keys: int, value: bytes
 ) -> dict[str, Any]:
     """*connections* threads, one keep-alive connection each, for *seconds*."""
-    host, port = target.rsplit(":", 1)
-    deadline = time.perf_counter() + seconds
-    lock = threading.Lock()
-    latencies: list[float] = []
-    totals = {"done": 0, "errors": 0}
-
-    def worker(offset: int) -> None:
-        conn = http.client.HTTPConnection(host, int(port), timeout=30)
-        mine: list[float] = []
-        errors = 0
-        i = offset
-        clock = time.perf_counter
-        try:
-            while True:
-                path = f"/v1/{key_name(i % keys)}"
-                i += connections
-                begin = clock()
-                if begin >= deadline:
-                    break
-                if op == "get":
-                    conn.request("GET", path)
-                else:
-                    conn.request("PUT", path, body=value)
-                response = conn.getresponse()
-                response.read()
-                end = clock()
-                if end > deadline:
-                    break
-                mine.append(end - begin)
-                errors += response.status >= 300
-        finally:
-            conn.close()
-        with lock:
-            latencies.extend(mine)
-            totals["done"] += len(mine)
-            totals["errors"] += errors
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(seconds + 60)
-    return _result(
-        totals["done"],
-        seconds,
-        totals["errors"],
-        latencies,
-        f"python http, {connections} connections",
-    )
+    method, body = ("GET", None) if op == "get" else ("PUT", value)
+    requests = [(method, f"/v1/{key_name(n)}", body) for n in range(keys)]
+    return run_http_list(target, requests, seconds=seconds, connections=connections, headers={})
 
 
 def run_http_list(
-    target: str, requests: list[tuple[str, str, bytes | None]], *, seconds: float, connections: int
+    target: str,
+    requests: list[tuple[str, str, bytes | None]],
+    *,
+    seconds: float,
+    connections: int,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Like run_http, over a given list of (method, path, body) requests taken
-    round-robin: any HTTP API (lrukv with a consistency level, etcd's JSON gateway)."""
+    """*connections* threads, one keep-alive connection each, for *seconds*, over a
+    list of (method, path, body) requests taken round-robin: any HTTP API (lrukv
+    with a consistency level, etcd's JSON gateway). *headers* default to a JSON
+    Content-Type when the requests have bodies."""
     host, port = target.rsplit(":", 1)
     deadline = time.perf_counter() + seconds
     lock = threading.Lock()
     latencies: list[float] = []
     totals = {"done": 0, "errors": 0}
-    headers = {"Content-Type": "application/json"} if requests[0][2] else {}
+    if headers is None:
+        headers = {"Content-Type": "application/json"} if requests[0][2] else {}
 
     def worker(offset: int) -> None:
         conn = http.client.HTTPConnection(host, int(port), timeout=30)

@@ -227,12 +227,6 @@ class ReplicatedService:
         self._store.check_key(key)
         return self._propose(Delete(key)) is not None
 
-    def touch(self, keys: tuple[str, ...]) -> None:
-        """Replicate a read of *keys* (what the upkeep thread does with reads)."""
-        for key in keys:
-            self._store.check_key(key)
-        self._propose(Touch(keys))
-
     def _propose(self, command: Command) -> object:
         timeout = self._timings.write_timeout
         data = commands.encode(command, time=time.time())
