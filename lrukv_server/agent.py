@@ -6,6 +6,8 @@ step fails, what was already set up is released before the error propagates.
 
 Setup order, and why:
 
+0. transport options         TLS, interceptors, middleware (lrukv_server.transport):
+                             one object for both servers, built before either
 1. bind the gRPC port        fail fast on a taken port, before a long log replay
 2. open the store            the StoreFSM over a ShardedMap, and the transaction
                              log's LoggedStore (replays the log) when it is on
@@ -45,6 +47,7 @@ from lrukv_server.raft import RaftConfig, RaftNode
 from lrukv_server.service.base import KVService, ServerInfo
 from lrukv_server.service.local import CommandWriter, HealthCheck, LocalService
 from lrukv_server.service.replicated import ReplicaStateMachine, ReplicatedService
+from lrukv_server.transport import TransportOptions
 from lrukv_server.txlog import Backend, LoggedStore
 
 __all__ = ["Agent", "ServiceWrapper", "advertised_host"]
@@ -69,7 +72,8 @@ class Agent:
     """Builds, runs and stops one node. See the module docstring for the steps.
 
     ``http_addr`` is the ``host:port`` the HTTP listener is bound to (the
-    process host binds it; with port 0 only it knows the port).
+    process host binds it; with port 0 only it knows the port). ``transport``
+    replaces the options built from the config (tests use it).
     """
 
     def __init__(
@@ -78,9 +82,11 @@ class Agent:
         *,
         http_addr: str,
         service_wrapper: ServiceWrapper | None = None,
+        transport: TransportOptions | None = None,
     ) -> None:
         self.config = config
         self.http_addr = http_addr
+        self.transport = transport if transport is not None else self._transport_options()
         self._service_wrapper = service_wrapper
         self._releases: list[tuple[str, Callable[[], None]]] = []
         self._draining = threading.Event()
@@ -113,6 +119,11 @@ class Agent:
             self._release_all(report=False)
             raise
 
+    def _transport_options(self) -> TransportOptions:
+        """The options both servers are built with, from the config: TLS,
+        interceptors and middleware are added here, by the parts that own them."""
+        return TransportOptions()
+
     def _on_shutdown(self, name: str, release: Callable[[], None]) -> None:
         self._releases.append((name, release))
 
@@ -126,6 +137,7 @@ class Agent:
             max_key_bytes=cfg.store.max_key_bytes,
             max_streams=cfg.grpc.stream_slots,
             stream_send_timeout=cfg.grpc.stream_send_timeout,
+            transport=self.transport,
         )
         server.bind()
         self.grpc = server
@@ -239,6 +251,7 @@ class Agent:
             service,
             max_value_bytes=self.config.max_value_bytes,
             is_draining=self._draining.is_set,
+            transport=self.transport,
         )
 
     def _start_health_monitor(self, server: GrpcServer, service: KVService) -> None:

@@ -278,7 +278,7 @@ class LrukvApplication(BaseApplication):  # type: ignore[misc]
         took = time.time() - self.started_at
         lines = [
             f"lrukv-server: node {cfg.node_id}: {agent.store_description}",
-            f"lrukv-server: HTTP listening on http://{self.http_addr}",
+            f"lrukv-server: HTTP listening on {agent.transport.scheme}://{self.http_addr}",
             f"lrukv-server: gRPC listening on {agent.grpc.address}",
             f"lrukv-server: ready {took:.2f}s after start (master pid {os.getppid()}, "
             f"worker pid {os.getpid()})",

@@ -48,6 +48,7 @@ from lrukv_server.api.grpc_streams import StreamLimits
 from lrukv_server.api.status import INTERNAL, message_of, status_of
 from lrukv_server.errors import InvalidRequest, NotLeader
 from lrukv_server.service.base import Consistency, KVService, MemberStatus
+from lrukv_server.transport import TransportOptions
 
 __all__ = [
     "DEFAULT_STREAM_SEND_TIMEOUT",
@@ -419,6 +420,9 @@ class GrpcServer:
     At most ``max_streams`` GetKeysValues streams run at once (0: half the
     workers, at least 1), and one whose client takes no message for
     ``stream_send_timeout`` seconds is cancelled (see grpc_streams).
+
+    ``transport`` brings the interceptors (outermost first) and, with TLS, the
+    credentials the port is bound with (see lrukv_server.transport).
     """
 
     def __init__(
@@ -431,8 +435,10 @@ class GrpcServer:
         max_key_bytes: int,
         max_streams: int = 0,
         stream_send_timeout: float = DEFAULT_STREAM_SEND_TIMEOUT,
+        transport: TransportOptions | None = None,
     ) -> None:
         self._host = host
+        self.transport = transport or TransportOptions()
         self._max_value_bytes = max_value_bytes
         self.streams = StreamLimits(
             max_streams=max_streams or max(1, workers // 2),
@@ -446,6 +452,7 @@ class GrpcServer:
         )
         self._server = grpc.server(
             self._executor,
+            interceptors=list(self.transport.grpc_interceptors),
             options=[
                 # Never share the port with another process by accident (grpcio
                 # enables SO_REUSEPORT by default, which would let a second server
@@ -480,8 +487,12 @@ class GrpcServer:
     def bind(self) -> int:
         """Take the port; return it."""
         target = format_addr(self._host, self._requested_port)
+        credentials = self.transport.grpc_credentials()
         try:
-            self.port = self._server.add_insecure_port(target)
+            if credentials is None:
+                self.port = self._server.add_insecure_port(target)
+            else:
+                self.port = self._server.add_secure_port(target, credentials)
         except RuntimeError as exc:  # grpcio raises RuntimeError for a failed bind
             raise OSError(f"cannot listen for gRPC on {target}: {exc}") from None
         if self.port == 0:  # older grpcio returns 0 instead of raising

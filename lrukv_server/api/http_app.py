@@ -65,6 +65,7 @@ from lrukv_proto import LEADER_HTTP_HEADER, LEADER_RPC_HEADER
 from lrukv_server.api.status import INTERNAL, message_of, status_of
 from lrukv_server.errors import InvalidRequest, NotLeader
 from lrukv_server.service.base import Consistency, KVService
+from lrukv_server.transport import TransportOptions
 
 __all__ = [
     "OPENAPI_RESOURCE",
@@ -278,7 +279,7 @@ def _error_response(status: int, code: str, message: str) -> Response:
     return Response(body + "\n", status, mimetype="application/json")
 
 
-def _service_error_response(exc: Exception) -> Response:
+def _service_error_response(exc: Exception, scheme: str = "http") -> Response:
     row = status_of(exc)
     if row is INTERNAL:
         log.error("unexpected error in an HTTP handler", exc_info=exc)
@@ -289,7 +290,7 @@ def _service_error_response(exc: Exception) -> Response:
             response.headers[LEADER_HTTP_HEADER] = exc.leader_http
             if status == 307:
                 target = request.environ.get("RAW_URI") or request.full_path
-                response.headers["Location"] = f"http://{exc.leader_http}{target}"
+                response.headers["Location"] = f"{scheme}://{exc.leader_http}{target}"
         if exc.leader_rpc:
             response.headers[LEADER_RPC_HEADER] = exc.leader_rpc
     if status == 503:
@@ -337,12 +338,16 @@ def create_app(
     *,
     max_value_bytes: int,
     is_draining: Callable[[], bool] = lambda: False,
+    transport: TransportOptions | None = None,
 ) -> Flask:
     """Build the Flask app serving *service*.
 
     ``max_value_bytes`` bounds request bodies (413 beyond it); ``is_draining``
-    makes /readyz answer 503 once a shutdown has begun.
+    makes /readyz answer 503 once a shutdown has begun. ``transport`` gives the
+    scheme of redirects to the leader and the WSGI middleware, which wraps
+    ``app.wsgi_app`` (so Flask's test client goes through it too).
     """
+    transport = transport or TransportOptions()
     app = _Flask("lrukv_server")
     app.url_map.converters["rest"] = _RestConverter
     app.url_map.merge_slashes = False  # "/v1//a" names the key "/a", not "a"
@@ -499,5 +504,8 @@ def create_app(
         return Response(openapi, 200, mimetype="application/json")
 
     app.register_error_handler(HTTPException, http_error)
-    app.register_error_handler(Exception, _service_error_response)
+    app.register_error_handler(
+        Exception, functools.partial(_service_error_response, scheme=transport.scheme)
+    )
+    app.wsgi_app = transport.wrap_wsgi(app.wsgi_app)  # type: ignore[method-assign,assignment]
     return app
