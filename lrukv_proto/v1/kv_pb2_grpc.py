@@ -84,6 +84,26 @@ class KVStub:
                 request_serializer=lrukv_dot_v1_dot_kv__pb2.RemoveMemberRequest.SerializeToString,
                 response_deserializer=lrukv_dot_v1_dot_kv__pb2.RemoveMemberResponse.FromString,
                 _registered_method=True)
+        self.GetMany = channel.unary_unary(
+                '/lrukv.v1.KV/GetMany',
+                request_serializer=lrukv_dot_v1_dot_kv__pb2.GetManyRequest.SerializeToString,
+                response_deserializer=lrukv_dot_v1_dot_kv__pb2.GetManyResponse.FromString,
+                _registered_method=True)
+        self.PutMany = channel.unary_unary(
+                '/lrukv.v1.KV/PutMany',
+                request_serializer=lrukv_dot_v1_dot_kv__pb2.PutManyRequest.SerializeToString,
+                response_deserializer=lrukv_dot_v1_dot_kv__pb2.PutManyResponse.FromString,
+                _registered_method=True)
+        self.DeleteMany = channel.unary_unary(
+                '/lrukv.v1.KV/DeleteMany',
+                request_serializer=lrukv_dot_v1_dot_kv__pb2.DeleteManyRequest.SerializeToString,
+                response_deserializer=lrukv_dot_v1_dot_kv__pb2.DeleteManyResponse.FromString,
+                _registered_method=True)
+        self.Pipeline = channel.stream_stream(
+                '/lrukv.v1.KV/Pipeline',
+                request_serializer=lrukv_dot_v1_dot_kv__pb2.PipelineRequest.SerializeToString,
+                response_deserializer=lrukv_dot_v1_dot_kv__pb2.PipelineResponse.FromString,
+                _registered_method=True)
 
 
 class KVServicer:
@@ -161,6 +181,44 @@ class KVServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMany(self, request, context):
+        """Batches (docs/api.md, "Batches"). Results come in request order, one per
+        key; a key's own problem (an invalid key, a value over the limit) is that
+        key's error and the others still apply, unless the request is atomic. A
+        batch over the batch limits (entries or bytes) is refused whole with
+        RESOURCE_EXHAUSTED and changes nothing.
+
+        GetMany reads many keys; each found key becomes the most recently used, as a
+        single Get would make it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutMany(self, request, context):
+        """PutMany stores many entries, applied in request order (a key given twice
+        ends with its last value).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteMany(self, request, context):
+        """DeleteMany removes many keys, in request order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Pipeline(self, request_iterator, context):
+        """Pipeline carries ordinary requests without waiting for each answer. Every
+        answer carries its request's id; answers may come in any order. An error
+        in one request is that request's answer and the stream goes on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KVServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -213,6 +271,26 @@ def add_KVServicer_to_server(servicer, server):
                     servicer.RemoveMember,
                     request_deserializer=lrukv_dot_v1_dot_kv__pb2.RemoveMemberRequest.FromString,
                     response_serializer=lrukv_dot_v1_dot_kv__pb2.RemoveMemberResponse.SerializeToString,
+            ),
+            'GetMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMany,
+                    request_deserializer=lrukv_dot_v1_dot_kv__pb2.GetManyRequest.FromString,
+                    response_serializer=lrukv_dot_v1_dot_kv__pb2.GetManyResponse.SerializeToString,
+            ),
+            'PutMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutMany,
+                    request_deserializer=lrukv_dot_v1_dot_kv__pb2.PutManyRequest.FromString,
+                    response_serializer=lrukv_dot_v1_dot_kv__pb2.PutManyResponse.SerializeToString,
+            ),
+            'DeleteMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMany,
+                    request_deserializer=lrukv_dot_v1_dot_kv__pb2.DeleteManyRequest.FromString,
+                    response_serializer=lrukv_dot_v1_dot_kv__pb2.DeleteManyResponse.SerializeToString,
+            ),
+            'Pipeline': grpc.stream_stream_rpc_method_handler(
+                    servicer.Pipeline,
+                    request_deserializer=lrukv_dot_v1_dot_kv__pb2.PipelineRequest.FromString,
+                    response_serializer=lrukv_dot_v1_dot_kv__pb2.PipelineResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -485,6 +563,114 @@ class KV:
             '/lrukv.v1.KV/RemoveMember',
             lrukv_dot_v1_dot_kv__pb2.RemoveMemberRequest.SerializeToString,
             lrukv_dot_v1_dot_kv__pb2.RemoveMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lrukv.v1.KV/GetMany',
+            lrukv_dot_v1_dot_kv__pb2.GetManyRequest.SerializeToString,
+            lrukv_dot_v1_dot_kv__pb2.GetManyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lrukv.v1.KV/PutMany',
+            lrukv_dot_v1_dot_kv__pb2.PutManyRequest.SerializeToString,
+            lrukv_dot_v1_dot_kv__pb2.PutManyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lrukv.v1.KV/DeleteMany',
+            lrukv_dot_v1_dot_kv__pb2.DeleteManyRequest.SerializeToString,
+            lrukv_dot_v1_dot_kv__pb2.DeleteManyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pipeline(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/lrukv.v1.KV/Pipeline',
+            lrukv_dot_v1_dot_kv__pb2.PipelineRequest.SerializeToString,
+            lrukv_dot_v1_dot_kv__pb2.PipelineResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -71,6 +71,27 @@ class KVStub:
     """
     RemoveMember: _grpc.UnaryUnaryMultiCallable[_kv_pb2.RemoveMemberRequest, _kv_pb2.RemoveMemberResponse]
     """RemoveMember removes a voting member and forgets its addresses."""
+    GetMany: _grpc.UnaryUnaryMultiCallable[_kv_pb2.GetManyRequest, _kv_pb2.GetManyResponse]
+    """Batches (docs/api.md, "Batches"). Results come in request order, one per
+    key; a key's own problem (an invalid key, a value over the limit) is that
+    key's error and the others still apply, unless the request is atomic. A
+    batch over the batch limits (entries or bytes) is refused whole with
+    RESOURCE_EXHAUSTED and changes nothing.
+
+    GetMany reads many keys; each found key becomes the most recently used, as a
+    single Get would make it.
+    """
+    PutMany: _grpc.UnaryUnaryMultiCallable[_kv_pb2.PutManyRequest, _kv_pb2.PutManyResponse]
+    """PutMany stores many entries, applied in request order (a key given twice
+    ends with its last value).
+    """
+    DeleteMany: _grpc.UnaryUnaryMultiCallable[_kv_pb2.DeleteManyRequest, _kv_pb2.DeleteManyResponse]
+    """DeleteMany removes many keys, in request order."""
+    Pipeline: _grpc.StreamStreamMultiCallable[_kv_pb2.PipelineRequest, _kv_pb2.PipelineResponse]
+    """Pipeline carries ordinary requests without waiting for each answer. Every
+    answer carries its request's id; answers may come in any order. An error
+    in one request is that request's answer and the stream goes on.
+    """
 
 @_typing.type_check_only
 class KVAsyncStub(KVStub):
@@ -99,6 +120,27 @@ class KVAsyncStub(KVStub):
     """
     RemoveMember: _aio.UnaryUnaryMultiCallable[_kv_pb2.RemoveMemberRequest, _kv_pb2.RemoveMemberResponse]  # type: ignore[assignment]
     """RemoveMember removes a voting member and forgets its addresses."""
+    GetMany: _aio.UnaryUnaryMultiCallable[_kv_pb2.GetManyRequest, _kv_pb2.GetManyResponse]  # type: ignore[assignment]
+    """Batches (docs/api.md, "Batches"). Results come in request order, one per
+    key; a key's own problem (an invalid key, a value over the limit) is that
+    key's error and the others still apply, unless the request is atomic. A
+    batch over the batch limits (entries or bytes) is refused whole with
+    RESOURCE_EXHAUSTED and changes nothing.
+
+    GetMany reads many keys; each found key becomes the most recently used, as a
+    single Get would make it.
+    """
+    PutMany: _aio.UnaryUnaryMultiCallable[_kv_pb2.PutManyRequest, _kv_pb2.PutManyResponse]  # type: ignore[assignment]
+    """PutMany stores many entries, applied in request order (a key given twice
+    ends with its last value).
+    """
+    DeleteMany: _aio.UnaryUnaryMultiCallable[_kv_pb2.DeleteManyRequest, _kv_pb2.DeleteManyResponse]  # type: ignore[assignment]
+    """DeleteMany removes many keys, in request order."""
+    Pipeline: _aio.StreamStreamMultiCallable[_kv_pb2.PipelineRequest, _kv_pb2.PipelineResponse]  # type: ignore[assignment]
+    """Pipeline carries ordinary requests without waiting for each answer. Every
+    answer carries its request's id; answers may come in any order. An error
+    in one request is that request's answer and the stream goes on.
+    """
 
 class KVServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -184,5 +226,50 @@ class KVServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_kv_pb2.RemoveMemberResponse, _abc.Awaitable[_kv_pb2.RemoveMemberResponse]]:
         """RemoveMember removes a voting member and forgets its addresses."""
+
+    @_abc_1.abstractmethod
+    def GetMany(
+        self,
+        request: _kv_pb2.GetManyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_kv_pb2.GetManyResponse, _abc.Awaitable[_kv_pb2.GetManyResponse]]:
+        """Batches (docs/api.md, "Batches"). Results come in request order, one per
+        key; a key's own problem (an invalid key, a value over the limit) is that
+        key's error and the others still apply, unless the request is atomic. A
+        batch over the batch limits (entries or bytes) is refused whole with
+        RESOURCE_EXHAUSTED and changes nothing.
+
+        GetMany reads many keys; each found key becomes the most recently used, as a
+        single Get would make it.
+        """
+
+    @_abc_1.abstractmethod
+    def PutMany(
+        self,
+        request: _kv_pb2.PutManyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_kv_pb2.PutManyResponse, _abc.Awaitable[_kv_pb2.PutManyResponse]]:
+        """PutMany stores many entries, applied in request order (a key given twice
+        ends with its last value).
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteMany(
+        self,
+        request: _kv_pb2.DeleteManyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_kv_pb2.DeleteManyResponse, _abc.Awaitable[_kv_pb2.DeleteManyResponse]]:
+        """DeleteMany removes many keys, in request order."""
+
+    @_abc_1.abstractmethod
+    def Pipeline(
+        self,
+        request_iterator: _MaybeAsyncIterator[_kv_pb2.PipelineRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_kv_pb2.PipelineResponse], _abc.AsyncIterator[_kv_pb2.PipelineResponse]]:
+        """Pipeline carries ordinary requests without waiting for each answer. Every
+        answer carries its request's id; answers may come in any order. An error
+        in one request is that request's answer and the stream goes on.
+        """
 
 def add_KVServicer_to_server(servicer: KVServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
