@@ -7,7 +7,9 @@ step fails, what was already set up is released before the error propagates.
 Setup order, and why:
 
 0. transport options         TLS, interceptors, middleware (lrukv_server.transport):
-                             one object for both servers, built before either
+                             one object for both servers, built before either;
+                             with -m the node's Metrics (lrukv_server.observability),
+                             whose collectors are attached as the parts below appear
 1. bind the gRPC port        fail fast on a taken port, before a long log replay
 2. open the store            the StoreFSM over a ShardedMap, and the transaction
                              log's LoggedStore (replays the log) when it is on
@@ -15,7 +17,8 @@ Setup order, and why:
                              ReplicatedService later); each part registers a
                              named health check with the agent
 4. start gRPC                KV + grpc.health.v1 + reflection
-5. the HTTP app              the Flask app; gunicorn serves it
+5. the HTTP app              the Flask app; gunicorn serves it (then, with
+                             --metrics-port, the metrics listener)
 6. health monitor            mirrors the service's readiness into grpc.health.v1
 
 Shutdown: ``begin_shutdown()`` (safe to call from a signal handler: it only sets

@@ -43,9 +43,9 @@ from prometheus_client import (
     Counter,
     GCCollector,
     Histogram,
-    disable_created_metrics,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     make_wsgi_app,
     start_http_server,
 )
@@ -136,7 +136,7 @@ class Metrics:
     def __init__(self, node_id: str) -> None:
         # No ``*_created`` series: they double the series count and Prometheus
         # does not use them. (A process-wide switch; only lrukv's metrics live here.)
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
