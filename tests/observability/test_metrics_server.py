@@ -181,3 +181,45 @@ def test_a_taken_metrics_port_is_one_clear_error(
             ServerStartError, match=f"cannot listen for metrics on 127.0.0.1:{port}"
         ):
             lrukv_server_factory("-m", "--metrics-port", str(port), ready_timeout=20)
+
+
+def test_streams_are_counted_and_timed_to_their_end(lrukv_server_factory: StartServer) -> None:
+    server = lrukv_server_factory("-m")
+    for key in ("a", "b", "c"):
+        assert http("PUT", f"{server.http_url}/v1/{key}", b"v")[0] == 201
+    code, body, _ = http("GET", f"{server.http_url}/v1/util/items")
+    assert code == 200 and body.count(b"\n") == 3
+    with Client(server.rpc_addr, timeout=10) as kv:
+        assert sorted(key for key, _ in kv.items()) == ["a", "b", "c"]
+    m = scrape(server.http_url)
+    assert m.value("lrukv_requests_total", transport="http", method="GET", route="util/items",
+                   code="200") == 1  # fmt: skip
+    assert m.value("lrukv_request_duration_seconds_count", transport="http", method="GET",
+                   route="util/items") == 1  # fmt: skip
+    assert m.value("lrukv_requests_total", transport="grpc", method="GetKeysValues",
+                   route="lrukv.v1.KV", code="OK") == 1  # fmt: skip
+    assert m.value("lrukv_request_duration_seconds_count", transport="grpc",
+                   method="GetKeysValues", route="lrukv.v1.KV") == 1  # fmt: skip
+
+
+def test_a_stream_the_client_cancels_is_counted_as_cancelled(
+    lrukv_server_factory: StartServer,
+) -> None:
+    from lrukv_proto.v1 import kv_pb2, kv_pb2_grpc
+    from tests.replication.cluster import wait_until
+
+    server = lrukv_server_factory("-m")
+    with Client(server.rpc_addr, timeout=10) as kv:
+        for number in range(300):
+            kv.put(f"k{number}", b"v" * 1000)
+    with grpc.insecure_channel(server.rpc_addr) as channel:
+        stream = kv_pb2_grpc.KVStub(channel).GetKeysValues(kv_pb2.GetKeysValuesRequest())
+        next(iter(stream))
+        stream.cancel()
+
+    def cancelled() -> float | None:
+        return scrape(server.http_url).get("lrukv_requests_total", transport="grpc",
+                                           method="GetKeysValues", route="lrukv.v1.KV",
+                                           code="CANCELLED")  # fmt: skip
+
+    assert wait_until("the cancelled stream to be counted", cancelled, timeout=20) == 1
