@@ -215,7 +215,7 @@ def test_a_stream_the_client_cancels_is_counted_as_cancelled(
     with grpc.insecure_channel(server.rpc_addr) as channel:
         stream = kv_pb2_grpc.KVStub(channel).GetKeysValues(kv_pb2.GetKeysValuesRequest())
         next(iter(stream))
-        stream.cancel()
+        stream.cancel()  # type: ignore[no-untyped-call]
 
     def cancelled() -> float | None:
         return scrape(server.http_url).get("lrukv_requests_total", transport="grpc",
