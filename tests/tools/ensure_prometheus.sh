@@ -15,10 +15,10 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 echo "ensure_prometheus: installing the Debian package prometheus for the metrics tests" >&2
-if ! apt-get install -y -qq prometheus >/dev/null 2>&1; then
+if ! apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; then
     # A fresh machine may have no package lists yet.
     apt-get update -qq >/dev/null 2>&1
-    apt-get install -y -qq prometheus >/dev/null 2>&1 ||
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 ||
         echo "ensure_prometheus: 'apt-get install -y prometheus' failed;" \
              "the metrics tests that need it will skip" >&2
 fi
