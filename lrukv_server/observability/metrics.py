@@ -137,7 +137,9 @@ class Metrics:
         # No ``*_created`` series: they double the series count and Prometheus
         # does not use them. (A process-wide switch; only lrukv's metrics live here.)
         disable_created_metrics()  # type: ignore[no-untyped-call]
-        self.registry = CollectorRegistry(auto_describe=True)
+        # auto_describe off: it would run every collector (a store walk, a Raft
+        # round trip) at registration only to check names.
+        self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
@@ -193,8 +195,12 @@ class Metrics:
         clock = time.perf_counter
 
         def metrics_endpoint(environ: WSGIEnvironment, start_response: StartResponse) -> Any:
-            if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            method = environ.get("REQUEST_METHOD")
+            if method == "GET":
                 return exposition(environ, start_response)
+            if method == "HEAD":  # the same headers, no body
+                exposition({**environ, "REQUEST_METHOD": "GET"}, start_response)
+                return []
             start_response(
                 "405 METHOD NOT ALLOWED",
                 [("Allow", "GET, HEAD"), ("Content-Type", "text/plain"), ("Content-Length", "0")],

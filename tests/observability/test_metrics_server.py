@@ -146,8 +146,14 @@ def test_without_m_there_is_no_metrics_endpoint(lrukv_server_factory: StartServe
     assert "lrukv-server: warning" not in server.stderr()
 
 
-def test_metrics_endpoint_refuses_writes(lrukv_server_factory: StartServer) -> None:
+def test_metrics_endpoint_answers_head_and_refuses_writes(
+    lrukv_server_factory: StartServer,
+) -> None:
     server = lrukv_server_factory("-m")
+    code, body, headers = http("HEAD", f"{server.http_url}/metrics")
+    assert (code, body) == (200, b"")
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert "body bytes on a no-body response" not in server.stderr()
     code, _, headers = http("PUT", f"{server.http_url}/metrics", b"x")
     assert code == 405
     assert headers["Allow"] == "GET, HEAD"
