@@ -55,7 +55,10 @@ from lrukv_server.transport import TransportOptions
 from lrukv_server.txlog import Backend, LoggedStore
 
 if TYPE_CHECKING:
+    import grpc
+
     from lrukv_server.observability.metrics import Metrics
+    from lrukv_server.transport import WsgiMiddleware
 
 __all__ = ["Agent", "ServiceWrapper", "advertised_host"]
 
@@ -136,7 +139,9 @@ class Agent:
 
     # ------------------------------------------------------------ metrics (-m)
 
-    def _metrics_hooks(self) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    def _metrics_hooks(
+        self,
+    ) -> tuple[tuple[grpc.ServerInterceptor[Any, Any], ...], tuple[WsgiMiddleware, ...]]:
         """With -m, the Metrics of this node and its (interceptor, middleware);
         without, nothing at all (no import, no per-request cost)."""
         if not self.config.observability.metrics:
