@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: run test lint typecheck proto unit bench-smoke clean
+.PHONY: run test test-tools lint typecheck proto unit bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-run
 	$(BIN)/lrukv-server $(ARGS)
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev test-tools
 	$(MAKE) --no-print-directory lint typecheck proto unit bench-smoke
+
+# Outside tools some tests use (promtool, prometheus): installed when missing and
+# possible, never failing here (the tests skip, or fail in CI; see the script).
+test-tools:
+	@sh tests/tools/ensure_prometheus.sh
 
 lint:
 	$(BIN)/ruff check .

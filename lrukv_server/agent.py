@@ -7,7 +7,9 @@ step fails, what was already set up is released before the error propagates.
 Setup order, and why:
 
 0. transport options         TLS, interceptors, middleware (lrukv_server.transport):
-                             one object for both servers, built before either
+                             one object for both servers, built before either;
+                             with -m the node's Metrics (lrukv_server.observability),
+                             whose collectors are attached as the parts below appear
 1. bind the gRPC port        fail fast on a taken port, before a long log replay
 2. open the store            the StoreFSM over a ShardedMap, and the transaction
                              log's LoggedStore (replays the log) when it is on
@@ -15,7 +17,8 @@ Setup order, and why:
                              ReplicatedService later); each part registers a
                              named health check with the agent
 4. start gRPC                KV + grpc.health.v1 + reflection
-5. the HTTP app              the Flask app; gunicorn serves it
+5. the HTTP app              the Flask app; gunicorn serves it (then, with
+                             --metrics-port, the metrics listener)
 6. health monitor            mirrors the service's readiness into grpc.health.v1
 
 Shutdown: ``begin_shutdown()`` (safe to call from a signal handler: it only sets
@@ -35,6 +38,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
@@ -49,6 +53,12 @@ from lrukv_server.service.local import CommandWriter, HealthCheck, LocalService
 from lrukv_server.service.replicated import ReplicaStateMachine, ReplicatedService
 from lrukv_server.transport import TransportOptions
 from lrukv_server.txlog import Backend, LoggedStore
+
+if TYPE_CHECKING:
+    import grpc
+
+    from lrukv_server.observability.metrics import Metrics
+    from lrukv_server.transport import WsgiMiddleware
 
 __all__ = ["Agent", "ServiceWrapper", "advertised_host"]
 
@@ -86,6 +96,7 @@ class Agent:
     ) -> None:
         self.config = config
         self.http_addr = http_addr
+        self.metrics: Metrics | None = None  # with -m; built by _transport_options
         self.transport = transport if transport is not None else self._transport_options()
         self._service_wrapper = service_wrapper
         self._releases: list[tuple[str, Callable[[], None]]] = []
@@ -113,6 +124,7 @@ class Agent:
                 service = self._make_service(fsm, writer, grpc_server.port)
             self._start_grpc(grpc_server, service)
             self._make_http_app(service)
+            self._serve_metrics()
             self._start_health_monitor(grpc_server, service)
         except BaseException:
             # Quietly: the caller reports the failure in one line.
@@ -122,7 +134,48 @@ class Agent:
     def _transport_options(self) -> TransportOptions:
         """The options both servers are built with, from the config: TLS,
         interceptors and middleware are added here, by the parts that own them."""
-        return TransportOptions()
+        interceptors, middleware = self._metrics_hooks()
+        return TransportOptions(grpc_interceptors=interceptors, wsgi_middleware=middleware)
+
+    # ------------------------------------------------------------ metrics (-m)
+
+    def _metrics_hooks(
+        self,
+    ) -> tuple[tuple[grpc.ServerInterceptor[Any, Any], ...], tuple[WsgiMiddleware, ...]]:
+        """With -m, the Metrics of this node and its (interceptor, middleware);
+        without, nothing at all (no import, no per-request cost)."""
+        if not self.config.observability.metrics:
+            return (), ()
+        from lrukv_server.observability.metrics import Metrics  # noqa: PLC0415 - only with -m
+
+        self.metrics = Metrics(self.config.node_id)
+        return (self.metrics.grpc_interceptor(),), (self.metrics.wsgi_middleware,)
+
+    def _watch_store(self, fsm: StoreFSM, logged: LoggedStore | None) -> None:
+        if self.metrics is not None:
+            self.metrics.watch_store(fsm.store)
+            if logged is not None:
+                self.metrics.watch_txlog(logged, self.config.txlog.backend.value)
+
+    def _watch_replica(self, fsm: StoreFSM, raft: RaftNode, service: ReplicatedService) -> None:
+        if self.metrics is not None:
+            self.metrics.watch_store(fsm.store)
+            self.metrics.watch_raft(raft, lambda: service.forwarded_proposals)
+
+    def _serve_metrics(self) -> None:
+        """The optional --metrics-port listener, on the server's host."""
+        port = self.config.observability.metrics_port
+        if self.metrics is None or not port:
+            return
+        try:
+            bound = self.metrics.serve(self.config.host, port)
+        except OSError as exc:
+            raise OSError(
+                f"cannot listen for metrics on {format_addr(self.config.host, port)}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        self._on_shutdown("metrics listener", self.metrics.close)
+        log.info("metrics on http://%s/metrics", format_addr(self.config.host, bound))
 
     def _on_shutdown(self, name: str, release: Callable[[], None]) -> None:
         self._releases.append((name, release))
@@ -153,6 +206,7 @@ class Agent:
         if cfg.txlog.backend is Backend.OFF:
             self.store_description = f"{geometry}, transaction log off"
             self._health_checks["txlog"] = lambda: "off"
+            self._watch_store(fsm, None)
             return fsm, None
         data_dir = resolve_data_dir(cfg)
         try:
@@ -166,6 +220,7 @@ class Agent:
         # Closed after the service (releases run in reverse): flushes the log.
         self._on_shutdown("transaction log", logged.close)
         self._health_checks["txlog"] = lambda: _describe_log_health(logged)
+        self._watch_store(fsm, logged)
         self.store_description = f"{geometry}, {cfg.txlog.describe()}; {logged.recovery}"
         return fsm, logged
 
@@ -224,6 +279,7 @@ class Agent:
         )
         service.start()
         self._on_shutdown("service (refuses further calls)", service.close)
+        self._watch_replica(fsm, raft, service)
         peers = ", ".join(cluster.peers) or (f"joined via {cluster.join}" if cluster.join else "")
         self.store_description = (
             f"{cfg.store.shards} shards x {cfg.store.items_per_shard} items, replicated by "

@@ -138,12 +138,14 @@ class LoggingConfig:
 
 @dataclass(frozen=True, slots=True)
 class ObservabilityConfig:
-    """Prometheus metrics and OpenTelemetry tracing. Accepted and validated; not
-    implemented in this version (the server says so at start when one is on)."""
+    """Prometheus metrics (``metrics``: /metrics on the HTTP port, and on
+    ``metrics_port`` too when it is not 0) and OpenTelemetry tracing (accepted
+    and validated; not implemented in this version: the server says so at start)."""
 
     metrics: bool = False
     tracing: bool = False
     jaeger: str = ""  # the trace collector's endpoint
+    metrics_port: int = 0  # 0: no separate metrics listener
 
     def validate(self) -> ObservabilityConfig:
         for name in ("metrics", "tracing"):
@@ -154,12 +156,15 @@ class ObservabilityConfig:
                 f"jaeger endpoint {self.jaeger!r} is neither a URL (http://host:14268/...) "
                 "nor host:port"
             )
+        _check_port("observability.metrics_port", self.metrics_port)
+        if self.metrics_port and not self.metrics:
+            raise ConfigError("--metrics-port needs -m/--metrics (metrics are off)")
         return self
 
     @property
     def not_implemented(self) -> list[str]:
         """The features switched on that this version does not provide."""
-        return [name for name in ("metrics", "tracing") if getattr(self, name)]
+        return [name for name in ("tracing",) if getattr(self, name)]
 
 
 DEV_CLUSTER_SECRET = "lrukv-dev-cluster-secret-not-for-production"
@@ -249,6 +254,9 @@ class ServerConfig:
         self.observability.validate()
         if self.http.port and self.http.port == self.grpc.port:
             raise ConfigError(f"the HTTP and gRPC ports are both {self.http.port}")
+        metrics_port = self.observability.metrics_port
+        if metrics_port and metrics_port in (self.http.port, self.grpc.port):
+            raise ConfigError(f"--metrics-port {metrics_port} is also the HTTP or gRPC port")
         _check_host(self.host)
         if not isinstance(self.data_dir, str) or not self.data_dir:
             raise ConfigError("data_dir must be a non-empty path")
@@ -426,8 +434,11 @@ SETTINGS: tuple[Setting, ...] = (
             "file log fsync policy: always | interval[:ms] | never (default always)",
             (str,), "POLICY"),
     Setting("observability", "metrics", ("-m", "--metrics", "--isMetrics"), parse_bool,
-            "Prometheus metrics (not implemented in this version)", (bool,), "BOOL",
+            "Prometheus metrics on /metrics of the HTTP port (default off)", (bool,), "BOOL",
             is_flag=True),
+    Setting("observability", "metrics_port", ("--metrics-port",), parse_int,
+            "also serve /metrics on this port, on --host (default 0: only the HTTP port)",
+            (int,), "PORT"),
     Setting("observability", "tracing", ("-t", "--tracing", "--isTracing"), parse_bool,
             "OpenTelemetry tracing (not implemented in this version)", (bool,), "BOOL",
             is_flag=True),

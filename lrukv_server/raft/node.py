@@ -181,6 +181,10 @@ class RaftNode:
         self._status_waiters: list[Future[RaftStatus]] = []
         self._lock = threading.Lock()  # guards the two waiter lists
         self._stop = threading.Event()
+        # Leaders this node has seen take over (the first one included), counted
+        # on the Raft thread once per tick; read by metrics.
+        self._leader_changes = 0
+        self._last_leader: str | None = None
         os.makedirs(config.data_dir, exist_ok=True)
         password = derive_password(config.secret)
 
@@ -299,6 +303,12 @@ class RaftNode:
         except TimeoutError:
             raise Unavailable("the Raft thread did not answer") from None
 
+    @property
+    def leader_changes(self) -> int:
+        """How many times this node saw a new leader since it started (its first
+        leader included; losing a leader without a new one is not counted)."""
+        return self._leader_changes
+
     def force_snapshot(self) -> None:
         """Snapshot and compact the journal at the next tick."""
         self._sync.forceLogCompaction()
@@ -397,6 +407,10 @@ class RaftNode:
     def _on_tick(self) -> None:
         # Raft thread, once per tick, after PySyncObj's own work.
         try:
+            leader = self._sync._getLeader()
+            if leader is not None and str(leader.id) != self._last_leader:
+                self._last_leader = str(leader.id)
+                self._leader_changes += 1
             with self._lock:
                 barrier, self._barrier_waiters = self._barrier_waiters, []
                 asked, self._status_waiters = self._status_waiters, []

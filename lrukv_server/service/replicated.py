@@ -193,6 +193,7 @@ class ReplicatedService:
         self._stop = threading.Event()
         self._upkeep: threading.Thread | None = None
         self._announce_pending: Future[object] | None = None
+        self._forwarded = 0  # proposals made while not the leader (metrics)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -230,6 +231,8 @@ class ReplicatedService:
     def _propose(self, command: Command) -> object:
         timeout = self._timings.write_timeout
         data = commands.encode(command, time=time.time())
+        if not self._raft.is_leader:
+            self._forwarded += 1  # PySyncObj forwards it to the leader
         return self._wait(self._raft.propose(data, timeout), timeout)
 
     # ------------------------------------------------------------------ reads
@@ -327,6 +330,12 @@ class ReplicatedService:
         timeout = self._timings.write_timeout
         self._wait(self._raft.remove_member(raft_addr, timeout), timeout)
         self._propose(Forget(raft_addr))
+
+    @property
+    def forwarded_proposals(self) -> int:
+        """Writes this node proposed while it was not the leader (so PySyncObj
+        forwarded them to the leader) since it started."""
+        return self._forwarded
 
     def leader_member(self) -> Member | None:
         """The leader's MEMBER entry, if a leader is known and has announced itself."""

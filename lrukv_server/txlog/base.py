@@ -84,6 +84,24 @@ class LogHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class LogCounters:
+    """A transaction log's counters since the server started (read by metrics).
+
+    ``appends``: events recorded; ``syncs``: fsyncs (file) or commits
+    (PostgreSQL); ``errors``: writes refused or not made durable (each one a
+    write the client was told failed); ``queue_depth``: events taken but not yet
+    durable (LogHealth.at_risk); ``last_seq``: the newest event's sequence.
+    """
+
+    appends: int
+    syncs: int
+    errors: int
+    queue_depth: int
+    last_seq: int
+    healthy: bool
+
+
+@dataclass(frozen=True, slots=True)
 class SnapshotRecord:
     """A compaction snapshot: the store as of event ``seq`` in the core's
     snapshot format (``lrukv.snapshot``)."""
@@ -167,6 +185,12 @@ class TransactionLog(Protocol):
 
     def health(self) -> LogHealth:
         """Current state, without blocking on I/O."""
+        ...
+
+    @property
+    def syncs(self) -> int:
+        """How many times this log made events durable since it was opened: fsyncs
+        of the log file, or commits to PostgreSQL (for metrics)."""
         ...
 
     def close(self) -> None:

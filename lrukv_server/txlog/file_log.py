@@ -217,6 +217,7 @@ class FileTransactionLog:
         # growth does not, so the log still fsyncs what it acknowledged after one.
         self._fsync_failed = False
         self._generation = 0
+        self._fsyncs = 0  # successful fsyncs of the log by _fsync_locked (metrics)
         self._fd = -1
         self._map: mmap.mmap | None = None
         self._capacity = 0  # bytes mapped (the file's size, preallocated room included)
@@ -472,6 +473,7 @@ class FileTransactionLog:
             self._fail(f"fsync failed: {exc}", fsync_failed=True)
             raise LogUnavailable(self._refusal()) from exc
         self._synced_seq = max(self._synced_seq, upto)
+        self._fsyncs += 1  # under the I/O lock
 
     def _fail(self, reason: str, *, fsync_failed: bool = False) -> None:
         with self._lock:
@@ -546,6 +548,11 @@ class FileTransactionLog:
     @property
     def path(self) -> str:
         return self._path
+
+    @property
+    def syncs(self) -> int:
+        """fsyncs of the log since it was opened (group commits count once)."""
+        return self._fsyncs
 
     @property
     def policy(self) -> FsyncPolicy:

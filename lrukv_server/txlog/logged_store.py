@@ -60,7 +60,14 @@ from lrukv_server.errors import LogUnavailable
 from lrukv_server.fsm import commands
 from lrukv_server.fsm.commands import Batch, Command, Config, Delete, Put
 from lrukv_server.fsm.state_machine import StoreFSM
-from lrukv_server.txlog.base import CompactableLog, LogHealth, LogOpenError, Op, TransactionLog
+from lrukv_server.txlog.base import (
+    CompactableLog,
+    LogCounters,
+    LogHealth,
+    LogOpenError,
+    Op,
+    TransactionLog,
+)
 from lrukv_server.txlog.config import TxLogConfig
 from lrukv_server.txlog.factory import open_log
 from lrukv_server.txlog.locks import WriterLock
@@ -104,6 +111,10 @@ class LoggedStore:
         self._compactor: threading.Thread | None = None
         self._compaction_error: str | None = None
         self.recovery = recovery
+        # For metrics: appends are derived from the sequence (nothing counted per
+        # write); errors are counted only on the failure path.
+        self._seq_at_open = log.last_seq
+        self._write_errors = 0
 
     @classmethod
     def open(
@@ -175,9 +186,16 @@ class LoggedStore:
             except Exception as exc:  # an on_evict callback's: the apply itself is done
                 error = exc
                 result = None
+        except LogUnavailable:
+            self._write_errors += 1  # under the write lock
+            raise
         finally:
             lock.release()
-        self._log.sync(seq)
+        try:
+            self._log.sync(seq)
+        except LogUnavailable:
+            self._write_errors += 1  # outside the lock: may rarely undercount under races
+            raise
         if error is not None:
             raise error
         self._maybe_compact()
@@ -363,6 +381,20 @@ class LoggedStore:
             health.ok,
             f"{health.detail}; last compaction failed: {self._compaction_error}",
             health.at_risk,
+        )
+
+    def counters(self) -> LogCounters:
+        """The log's counters since this store was opened (see LogCounters).
+        Cheap: reads a few ints, no I/O and no lock."""
+        health = self._log.health()
+        last = self._log.last_seq
+        return LogCounters(
+            appends=last - self._seq_at_open,
+            syncs=self._log.syncs,
+            errors=self._write_errors,
+            queue_depth=health.at_risk,
+            last_seq=last,
+            healthy=health.ok,
         )
 
     def close(self) -> None:

@@ -115,6 +115,7 @@ class PostgresTransactionLog:
         self._healthy = True
         self._detail = "ok"
         self.reconnects = 0
+        self._commits = 0  # batches committed by the writer thread (metrics)
         try:
             conn = self._connect()
         except psycopg.Error as exc:
@@ -350,6 +351,7 @@ class PostgresTransactionLog:
                     )
                 )
         conn.commit()
+        self._commits += 1  # only the writer thread writes it
 
     def _ping(self) -> None:
         conn = self._conn
@@ -454,6 +456,11 @@ class PostgresTransactionLog:
     @property
     def last_applied_index(self) -> int | None:
         return self._last_applied
+
+    @property
+    def syncs(self) -> int:
+        """Batches committed since the log was opened (one commit per batch)."""
+        return self._commits
 
     @property
     def table(self) -> str:

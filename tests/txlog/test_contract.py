@@ -176,3 +176,18 @@ def test_a_logged_store_comes_back_exactly_after_restart(open_backend: LogOpener
     assert fresh.snapshot() == expected
     assert report.replayed == 41  # 40 puts and one delete; the absent key was not logged
     fresh._check()
+
+
+def test_syncs_count_the_times_events_were_made_durable(open_backend: LogOpener) -> None:
+    # metrics read this as lrukv_txlog_fsyncs_total (fsyncs; PostgreSQL: commits)
+    log = open_backend()
+    before = log.syncs
+    log.append(Op.PUT, "a", b"v")
+    log.flush()
+    after_one = log.syncs
+    assert after_one >= before + 1
+    log.flush()  # nothing new to make durable: not counted
+    assert log.syncs == after_one
+    log.append(Op.PUT, "b", b"v")
+    log.flush()
+    assert log.syncs >= after_one + 1
