@@ -138,6 +138,10 @@ def test_http_sdk_reader_writer_and_missing_token(secured: Secured) -> None:
             reader.put("http-a", b"changed")
         assert denied.value.error_code == "permission_denied"
         assert denied.value.attempts == 1  # a refusal is not retried
+        # The refused PUT's body was never read; the kept-alive connection still works.
+        with pytest.raises(PermissionDenied):
+            reader.put("http-a", b"x" * 200_000)
+        assert reader.get("http-a") == b"original"
     with HttpClient(url) as anonymous, pytest.raises(Unauthenticated):
         anonymous.get("http-a")
     with HttpClient(url, token=tokens.unknown) as stranger, pytest.raises(Unauthenticated):
