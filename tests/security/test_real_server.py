@@ -32,6 +32,7 @@ from lrukv_client import (
     connect,
 )
 from lrukv_client.cli.common import EXIT_UNAVAILABLE
+from tests.client.fakes import FakeNode, Fault
 from tests.harness import ServerProcess, start_server
 from tests.security.policies import Tokens, write_policy
 
@@ -230,6 +231,22 @@ def test_grpc_health_and_reflection_stay_open(secured: Secured) -> None:
         )
         names = {s.name for a in answers for s in a.list_services_response.service}
     assert "lrukv.v1.KV" in names
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_the_token_follows_a_redirect_to_the_leader(secured: Secured, transport: str) -> None:
+    # A follower (a fake node) names the secured server as the leader: the write
+    # arrives there only if the client sends its token to the new target too.
+    tokens = secured.tokens
+    key = f"redirected-{transport}"
+    with FakeNode("follower") as follower:
+        follower.fail("Put", Fault(leader=secured.server))
+        seed = follower.rpc_addr if transport == "grpc" else f"http://{follower.http_addr}"
+        with connect(seed, token=tokens.writer) as writer:
+            writer.put(key, b"via the leader")
+        assert follower.count("Put") == 1
+    with Client(secured.server.rpc_addr, token=tokens.admin) as admin:
+        assert admin.get(key) == b"via the leader"
 
 
 # -- the CLI ----------------------------------------------------------------------------
