@@ -44,7 +44,7 @@ from lrukv_server.config import ConfigError, ServerConfig, resolve_data_dir
 from lrukv_server.errors import Unavailable
 from lrukv_server.fsm import Member, StoreFSM
 from lrukv_server.raft import RaftConfig, RaftNode
-from lrukv_server.security import PolicyError, load_policy, transport_guards
+from lrukv_server.security import Policy, transport_guards
 from lrukv_server.service.base import KVService, ServerInfo
 from lrukv_server.service.local import CommandWriter, HealthCheck, LocalService
 from lrukv_server.service.replicated import ReplicaStateMachine, ReplicatedService
@@ -125,7 +125,7 @@ class Agent:
         interceptors and middleware are added here, by the parts that own them."""
         options = TransportOptions()
         if self.config.auth.enabled:
-            options = _with_authorization(options, self.config.auth.policy)
+            options = _with_authorization(options, self.config.auth.load())
         return options
 
     def _on_shutdown(self, name: str, release: Callable[[], None]) -> None:
@@ -319,13 +319,9 @@ class Agent:
             log.info("stopped in %.2fs", time.monotonic() - started)
 
 
-def _with_authorization(options: TransportOptions, policy_file: str) -> TransportOptions:
+def _with_authorization(options: TransportOptions, policy: Policy) -> TransportOptions:
     """*options* plus the authorization interceptor and middleware, innermost (so
     tracing and metrics added before them still see refused calls)."""
-    try:
-        policy = load_policy(policy_file)
-    except PolicyError as exc:
-        raise ConfigError(str(exc)) from None
     interceptor, middleware = transport_guards(policy)
     log.info("%s", policy.describe())
     return replace(

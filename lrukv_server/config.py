@@ -32,7 +32,7 @@ from typing import Any
 
 from lrukv import StoreConfig, __version__
 from lrukv.errors import InvalidConfig
-from lrukv_server.security.policy import PolicyError, load_policy
+from lrukv_server.security.policy import Policy, PolicyError, load_policy
 from lrukv_server.txlog.config import Backend, FsyncPolicy, TxLogConfig
 
 __all__ = [
@@ -211,10 +211,17 @@ class ClusterConfig:
 class AuthConfig:
     """Authorization: ``policy`` is the TOML policy file giving subjects their
     roles (lrukv_server.security.policy); empty means no authorization, every
-    call allowed. ``validate()`` reads and checks the file, so a bad policy stops
-    the server at start with one line."""
+    call allowed.
+
+    ``validate()`` reads and checks the file, so a bad policy stops the server at
+    start with one line, and keeps what it read: :meth:`load` returns that, so a
+    gunicorn worker (forked from the master that validated the config, also when
+    it replaces one that died) serves the policy read at start, and an edit of the
+    file cannot stop a restarting worker. Changing the policy takes a restart.
+    """
 
     policy: str = ""
+    _loaded: Policy | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def enabled(self) -> bool:
@@ -224,11 +231,18 @@ class AuthConfig:
         if not isinstance(self.policy, str):
             raise ConfigError("auth.policy must be the path of a TOML file")
         if self.policy:
-            try:
-                load_policy(self.policy)
-            except PolicyError as exc:
-                raise ConfigError(str(exc)) from None
+            object.__setattr__(self, "_loaded", self._read())
         return self
+
+    def load(self) -> Policy:
+        """The policy read by ``validate()``, else read now; raises ConfigError."""
+        return self._loaded if self._loaded is not None else self._read()
+
+    def _read(self) -> Policy:
+        try:
+            return load_policy(self.policy)
+        except PolicyError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def _default_store() -> StoreConfig:

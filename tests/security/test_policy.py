@@ -4,15 +4,19 @@ helpers an operator uses to fill it."""
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from lrukv_client import HttpClient, PermissionDenied
 from lrukv_server.config import ConfigError, load_config
 from lrukv_server.security.__main__ import main as security_main
 from lrukv_server.security.policy import PolicyError, Role, hash_token, load_policy
+from tests.conftest import StartServer
 from tests.harness import REPO_ROOT, server_command
 from tests.security.policies import Tokens, write_policy
 
@@ -147,3 +151,23 @@ def test_check_reports_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[
     bad.write_text("[[subjects]]\n")
     assert security_main(["check", str(bad)]) == 2
     assert "name must be a non-empty string" in capsys.readouterr().err
+
+
+def test_a_restarted_worker_keeps_the_policy_read_at_start(
+    lrukv_server_factory: StartServer, tmp_path: Path
+) -> None:
+    # The file is read once, by the master: an edit (here, a broken one) cannot
+    # stop a worker that replaces a dead one, and changes nothing until a restart.
+    tokens = Tokens.fresh()
+    policy = write_policy(tmp_path / "policy.toml", tokens)
+    server = lrukv_server_factory("--auth-policy", str(policy))
+    policy.write_text("this is not TOML [")
+    os.kill(server.worker_pid, signal.SIGKILL)
+    server.wait_for_new_worker()
+    # Over HTTP: the master holds that socket (a new worker picks a new gRPC port).
+    with HttpClient(server.http_url, token=tokens.writer) as writer:
+        writer.put("after-restart", b"v")
+    with HttpClient(server.http_url, token=tokens.reader) as reader:
+        assert reader.get("after-restart") == b"v"
+        with pytest.raises(PermissionDenied):
+            reader.put("after-restart", b"changed")
