@@ -23,6 +23,7 @@ import grpc
 import grpc.aio
 from grpc.aio import EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
 
+from lrukv_client._auth import check_token, with_token
 from lrukv_client._grpc_common import (
     ChannelOptions,
     channel_credentials,
@@ -105,7 +106,9 @@ class AsyncClient:
         tls: TLSConfig | None = None,
         consistency: Consistency | str = Consistency.DEFAULT,
         extra_options: ChannelOptions = (),
+        token: str | None = None,
     ) -> None:
+        self._token = check_token(token)
         self._targets = Targets(parse_servers(servers, default_port=DEFAULT_GRPC_PORT))
         self._timeout = timeout
         self._retry = retry if retry is not None else Retry()
@@ -262,7 +265,7 @@ class AsyncClient:
             else:
                 channel = grpc.aio.insecure_channel(target, self._options)
             self._channels[target] = channel
-            stub = self._stubs[target] = kv_pb2_grpc.KVStub(channel)
+            stub = self._stubs[target] = with_token(kv_pb2_grpc.KVStub(channel), self._token)
         return stub
 
     async def _unary(

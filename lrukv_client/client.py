@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import grpc
 
+from lrukv_client._auth import check_token, with_token
 from lrukv_client._grpc_common import (
     ChannelOptions,
     channel_credentials,
@@ -74,6 +75,8 @@ class Client:
     ``tls``: a :class:`~lrukv_client.models.TLSConfig` turns TLS on.
     ``consistency``: the default level of reads.
     ``extra_options``: extra gRPC channel arguments; they override ours.
+    ``token``: a bearer token, sent as ``authorization: Bearer <token>`` metadata
+    on every call (for a server with ``--auth-policy``).
     """
 
     def __init__(
@@ -85,7 +88,9 @@ class Client:
         tls: TLSConfig | None = None,
         consistency: Consistency | str = Consistency.DEFAULT,
         extra_options: ChannelOptions = (),
+        token: str | None = None,
     ) -> None:
+        self._token = check_token(token)
         self._targets = Targets(parse_servers(servers, default_port=DEFAULT_GRPC_PORT))
         self._timeout = timeout
         self._retry = retry if retry is not None else Retry()
@@ -292,7 +297,7 @@ class Client:
                 else:
                     channel = grpc.insecure_channel(target, self._options)
                 self._channels[target] = channel
-                stub = self._stubs[target] = kv_pb2_grpc.KVStub(channel)
+                stub = self._stubs[target] = with_token(kv_pb2_grpc.KVStub(channel), self._token)
             return stub
 
     def _unary(

@@ -78,6 +78,7 @@ def connect(
     retry: Retry | None = None,
     tls: TLSConfig | None = None,
     consistency: Consistency | str = Consistency.DEFAULT,
+    token: str | None = None,
 ) -> AnyClient:
     """Open a :class:`Client` (gRPC) or an :class:`HttpClient` for ``servers``.
 
@@ -98,6 +99,7 @@ def connect(
             retry=retry,
             tls=tls,
             consistency=consistency,
+            token=token,
         )
     if servers is not None and infer_transport(servers) is Transport.HTTP:
         raise InvalidArgument("an http:// address needs --transport http (or no --transport)")
@@ -107,4 +109,5 @@ def connect(
         retry=retry,
         tls=tls,
         consistency=consistency,
+        token=token,
     )

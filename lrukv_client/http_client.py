@@ -32,6 +32,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from lrukv_client._auth import bearer, check_token
 from lrukv_client._targets import Targets, normalize_address, parse_servers
 from lrukv_client.errors import (
     DeadlineExceeded,
@@ -76,7 +77,8 @@ class HttpClient:
     ``servers``: ``"host:port"`` or ``"http(s)://host:port"``, a comma-separated
     list or a sequence of seeds. Other arguments as for
     :class:`~lrukv_client.Client`; ``tls`` (or an ``https://`` address) turns on
-    HTTPS. ``max_connections`` bounds the connection pool.
+    HTTPS. ``max_connections`` bounds the connection pool. ``token``: a bearer
+    token, sent as ``Authorization: Bearer <token>`` on every request.
     """
 
     def __init__(
@@ -89,7 +91,10 @@ class HttpClient:
         consistency: Consistency | str = Consistency.DEFAULT,
         max_connections: int = 16,
         headers: Mapping[str, str] | None = None,
+        token: str | None = None,
     ) -> None:
+        token = check_token(token)
+        auth = {"Authorization": bearer(token)} if token is not None else {}
         schemes, hosts = http_seeds(servers)
         self._scheme = "https" if tls is not None or "https" in schemes else "http"
         self._targets = Targets(hosts)
@@ -105,7 +110,7 @@ class HttpClient:
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
-            headers={"User-Agent": "lrukv-client", **(headers or {})},
+            headers={"User-Agent": "lrukv-client", **auth, **(headers or {})},
         )
 
     # -- lifecycle --------------------------------------------------------------

@@ -48,6 +48,7 @@ from lrukv_server.config import ConfigError, ServerConfig, resolve_data_dir
 from lrukv_server.errors import Unavailable
 from lrukv_server.fsm import Member, StoreFSM
 from lrukv_server.raft import RaftConfig, RaftNode
+from lrukv_server.security import Policy, transport_guards
 from lrukv_server.service.base import KVService, ServerInfo
 from lrukv_server.service.local import CommandWriter, HealthCheck, LocalService
 from lrukv_server.service.replicated import ReplicaStateMachine, ReplicatedService
@@ -135,7 +136,10 @@ class Agent:
         """The options both servers are built with, from the config: TLS,
         interceptors and middleware are added here, by the parts that own them."""
         interceptors, middleware = self._metrics_hooks()
-        return TransportOptions(grpc_interceptors=interceptors, wsgi_middleware=middleware)
+        options = TransportOptions(grpc_interceptors=interceptors, wsgi_middleware=middleware)
+        if self.config.auth.enabled:
+            options = _with_authorization(options, self.config.auth.load())
+        return options
 
     # ------------------------------------------------------------ metrics (-m)
 
@@ -369,6 +373,18 @@ class Agent:
         self._releases.clear()
         if report:
             log.info("stopped in %.2fs", time.monotonic() - started)
+
+
+def _with_authorization(options: TransportOptions, policy: Policy) -> TransportOptions:
+    """*options* plus the authorization interceptor and middleware, innermost (so
+    tracing and metrics added before them still see refused calls)."""
+    interceptor, middleware = transport_guards(policy)
+    log.info("%s", policy.describe())
+    return replace(
+        options,
+        grpc_interceptors=(*options.grpc_interceptors, interceptor),
+        wsgi_middleware=(*options.wsgi_middleware, middleware),
+    )
 
 
 def _describe_log_health(logged: LoggedStore) -> str:

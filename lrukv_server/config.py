@@ -32,10 +32,12 @@ from typing import Any
 
 from lrukv import StoreConfig, __version__
 from lrukv.errors import InvalidConfig
+from lrukv_server.security.policy import Policy, PolicyError, load_policy
 from lrukv_server.txlog.config import Backend, FsyncPolicy, TxLogConfig
 
 __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
+    "AuthConfig",
     "SETTINGS",
     "ConfigError",
     "GrpcConfig",
@@ -210,6 +212,44 @@ class ClusterConfig:
         return self
 
 
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Authorization: ``policy`` is the TOML policy file giving subjects their
+    roles (lrukv_server.security.policy); empty means no authorization, every
+    call allowed.
+
+    ``validate()`` reads and checks the file, so a bad policy stops the server at
+    start with one line, and keeps what it read: :meth:`load` returns that, so a
+    gunicorn worker (forked from the master that validated the config, also when
+    it replaces one that died) serves the policy read at start, and an edit of the
+    file cannot stop a restarting worker. Changing the policy takes a restart.
+    """
+
+    policy: str = ""
+    _loaded: Policy | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.policy)
+
+    def validate(self) -> AuthConfig:
+        if not isinstance(self.policy, str):
+            raise ConfigError("auth.policy must be the path of a TOML file")
+        if self.policy:
+            object.__setattr__(self, "_loaded", self._read())
+        return self
+
+    def load(self) -> Policy:
+        """The policy read by ``validate()``, else read now; raises ConfigError."""
+        return self._loaded if self._loaded is not None else self._read()
+
+    def _read(self) -> Policy:
+        try:
+            return load_policy(self.policy)
+        except PolicyError as exc:
+            raise ConfigError(str(exc)) from None
+
+
 def _default_store() -> StoreConfig:
     return StoreConfig(max_value_bytes=DEFAULT_MAX_VALUE_BYTES)
 
@@ -230,6 +270,7 @@ class ServerConfig:
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
     txlog: TxLogConfig = field(default_factory=TxLogConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     host: str = "127.0.0.1"
     data_dir: str = "lrukv-data"
     node_id: str = "node-1"
@@ -280,6 +321,7 @@ class ServerConfig:
         except ValueError as exc:
             raise ConfigError(f"txlog: {exc}") from None
         self.cluster.validate()
+        self.auth.validate()
         if self.cluster.enabled and self.txlog.backend is not Backend.OFF:
             raise ConfigError(
                 "-d (the transaction log) is for a single node; in a cluster (--raft-addr) "
@@ -481,6 +523,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cluster", "dev", ("--dev",), parse_bool,
             "development cluster: allow running without a cluster secret (insecure)",
             (bool,), "BOOL", is_flag=True),
+    Setting("auth", "policy", ("--auth-policy",), parse_str,
+            "TOML file giving subjects (client certificate CNs, bearer tokens) the roles "
+            "reader, writer or admin; without it every call is allowed", (str,), "FILE"),
     Setting("", "drain_timeout", ("--drain-timeout",), parse_seconds,
             "seconds a shutdown waits for in-flight requests (default 10)", (int, float),
             "SECONDS"),

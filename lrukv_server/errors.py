@@ -9,7 +9,9 @@ an HTTP status in one table (``lrukv_server.api.status``)::
     │   ├── LogUnavailable the transaction log refused or failed; writes are refused
     │   ├── Timeout        no outcome in time: the write may or may not be applied
     │   └── TooManyStreams every item-stream slot is taken; retry later
-    └── InvalidRequest     a request the core never sees: bad consistency level, bad TTL text…
+    ├── InvalidRequest     a request the core never sees: bad consistency level, bad TTL text…
+    ├── Unauthenticated    no credentials, or credentials the server does not know
+    └── PermissionDenied   the caller is known, but its role does not allow the call
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ __all__ = [
     "InvalidRequest",
     "LogUnavailable",
     "NotLeader",
+    "PermissionDenied",
     "ServiceError",
     "Timeout",
     "TooManyStreams",
+    "Unauthenticated",
     "Unavailable",
 ]
 
@@ -74,3 +78,19 @@ class TooManyStreams(Unavailable):
 
 class InvalidRequest(ServiceError, ValueError):
     """A malformed request, caught before it reaches the store."""
+
+
+class Unauthenticated(ServiceError):
+    """The request carries no credentials (no client certificate, no bearer
+    token), or a bearer token the server does not know. Nothing was done.
+    The message never contains the token."""
+
+
+class PermissionDenied(ServiceError):
+    """The caller is identified (``subject``) but has no role, or a role weaker
+    than the call needs (``required``, a role name). Nothing was done."""
+
+    def __init__(self, message: str, *, subject: str | None = None, required: str = "") -> None:
+        super().__init__(message)
+        self.subject = subject
+        self.required = required

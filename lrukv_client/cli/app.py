@@ -147,6 +147,15 @@ def _global_options(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="LRUKV_TOKEN",
+            help="Bearer token for a server with --auth-policy (prefer LRUKV_TOKEN: a flag "
+            "shows in the process list). Ignored by the server with a client certificate.",
+        ),
+    ] = None,
 ) -> None:
     if ctx.invoked_subcommand is None:
         # Bare `lrukv`: asking what the command does is not an error.
@@ -170,6 +179,7 @@ def _global_options(
         json=json_output,
         timeout=timeout,
         tls=tls_config,
+        token=token or None,
     )
 
 

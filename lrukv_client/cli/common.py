@@ -89,9 +89,16 @@ class Settings:
     json: bool
     timeout: float
     tls: TLSConfig | None
+    token: str | None = None
 
     def open(self) -> AnyClient:
-        return connect(self.server, transport=self.transport, timeout=self.timeout, tls=self.tls)
+        return connect(
+            self.server,
+            transport=self.transport,
+            timeout=self.timeout,
+            tls=self.tls,
+            token=self.token,
+        )
 
 
 # -- running a command: one client, one error line, one exit code ----------------------

@@ -20,6 +20,8 @@ NotLeader              FAILED_PRECONDITION  307   not_leader
 LogUnavailable         UNAVAILABLE          503   log_unavailable
 TooManyStreams         RESOURCE_EXHAUSTED   503   too_many_streams
 Unavailable            UNAVAILABLE          503   unavailable
+Unauthenticated        UNAUTHENTICATED      401   unauthenticated
+PermissionDenied       PERMISSION_DENIED    403   permission_denied
 anything else          INTERNAL             500   internal
 =====================  ===================  ====  ===================
 
@@ -51,7 +53,9 @@ from lrukv_server.errors import (
     InvalidRequest,
     LogUnavailable,
     NotLeader,
+    PermissionDenied,
     TooManyStreams,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -90,6 +94,8 @@ TABLE: tuple[ErrorStatus, ...] = (
     ErrorStatus(LogUnavailable, grpc.StatusCode.UNAVAILABLE, 503, "log_unavailable"),
     ErrorStatus(TooManyStreams, grpc.StatusCode.RESOURCE_EXHAUSTED, 503, "too_many_streams"),
     ErrorStatus(Unavailable, grpc.StatusCode.UNAVAILABLE, 503, "unavailable"),
+    ErrorStatus(Unauthenticated, grpc.StatusCode.UNAUTHENTICATED, 401, "unauthenticated"),
+    ErrorStatus(PermissionDenied, grpc.StatusCode.PERMISSION_DENIED, 403, "permission_denied"),
 )
 """Every row; most specific classes first (lookup is by MRO, so order is only for reading)."""
 

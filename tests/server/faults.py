@@ -33,7 +33,9 @@ from lrukv_server.errors import (
     InvalidRequest,
     LogUnavailable,
     NotLeader,
+    PermissionDenied,
     TooManyStreams,
+    Unauthenticated,
     Unavailable,
 )
 from lrukv_server.service.base import (
@@ -107,6 +109,11 @@ FAULTS: tuple[Fault, ...] = (
           TooManyStreams, "RESOURCE_EXHAUSTED", 503, "too_many_streams"),
     Fault("fault-unavailable", lambda: Unavailable("the server is shutting down"), Unavailable,
           "UNAVAILABLE", 503, "unavailable"),
+    Fault("fault-unauthenticated", lambda: Unauthenticated("no credentials"), Unauthenticated,
+          "UNAUTHENTICATED", 401, "unauthenticated"),
+    Fault("fault-permission-denied", lambda: PermissionDenied("subject 'r' has role reader; "
+          "this call needs writer", subject="r", required="writer"), PermissionDenied,
+          "PERMISSION_DENIED", 403, "permission_denied"),
     Fault("fault-internal", lambda: RuntimeError(f"boom at {SECRET}"), Exception,
           "INTERNAL", 500, "internal"),
 )  # fmt: skip
