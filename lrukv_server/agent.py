@@ -47,6 +47,7 @@ from lrukv_server.raft import RaftConfig, RaftNode
 from lrukv_server.service.base import KVService, ServerInfo
 from lrukv_server.service.local import CommandWriter, HealthCheck, LocalService
 from lrukv_server.service.replicated import ReplicaStateMachine, ReplicatedService
+from lrukv_server.tls import server_tls
 from lrukv_server.transport import TransportOptions
 from lrukv_server.txlog import Backend, LoggedStore
 
@@ -122,7 +123,7 @@ class Agent:
     def _transport_options(self) -> TransportOptions:
         """The options both servers are built with, from the config: TLS,
         interceptors and middleware are added here, by the parts that own them."""
-        return TransportOptions()
+        return TransportOptions(tls=server_tls(self.config.tls))
 
     def _on_shutdown(self, name: str, release: Callable[[], None]) -> None:
         self._releases.append((name, release))
