@@ -385,14 +385,17 @@ def issue_client(
     directory: str | Path,
     common_name: str,
     *,
+    name: str | None = None,
     days: int = DEFAULT_DAYS,
     validity: Validity | None = None,
     force: bool = False,
 ) -> IssuedFiles:
     """Sign a client certificate with CN *common_name* (a role) with the CA in
-    *directory* and write ``<common_name>.pem`` / ``<common_name>-key.pem`` there."""
+    *directory* and write ``<name>.pem`` / ``<name>-key.pem`` there (*name*
+    defaults to the CN; give one for a second certificate of the same role)."""
     folder = Path(directory)
+    stem = _check_name("file name", name) if name is not None else common_name
     authority = CertificateAuthority.load(folder)
     issued = authority.issue_client(common_name, validity=validity or Validity.days(days))
     _private_dir(folder)
-    return _save(folder, common_name, issued, force)
+    return _save(folder, stem, issued, force)

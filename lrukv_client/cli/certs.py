@@ -132,8 +132,9 @@ def issue_client_command(
         str, typer.Argument(metavar="CN", help="The role (or subject): the CN and the file name.")
     ],
     out: OutOption,
+    name: Annotated[str | None, typer.Option("--name", help="File name, if not the CN.")] = None,
     days: DaysOption = DEFAULT_DAYS,
     force: ForceOption = False,
 ) -> None:
     """A client certificate whose CN names a role, for mutual TLS."""
-    _report(_run(lambda: issue_client(out, common_name, days=days, force=force)))
+    _report(_run(lambda: issue_client(out, common_name, name=name, days=days, force=force)))
