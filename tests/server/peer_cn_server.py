@@ -45,5 +45,5 @@ def _with_echo(agent: Agent) -> TransportOptions:
 
 
 if __name__ == "__main__":
-    Agent._transport_options = _with_echo  # type: ignore[method-assign]
+    Agent._transport_options = _with_echo  # type: ignore[method-assign,assignment]
     raise SystemExit(main(sys.argv[1:]))
