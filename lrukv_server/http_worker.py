@@ -148,6 +148,22 @@ class _DeadlineSSLSocket(ssl.SSLSocket):
     def settimeout(self, value: float | None) -> None:
         super().settimeout(SEND_TIMEOUT if value is None else value)
 
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        # With OP_IGNORE_UNEXPECTED_EOF a FIN without close_notify surfaces as
+        # SSLZeroReturnError; it is the end of the client's data, as over TCP.
+        try:
+            return super().read(len, buffer)
+        except ssl.SSLZeroReturnError:
+            return 0 if buffer is not None else b""
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        # A write after the client closed is a broken pipe, as over TCP (gunicorn
+        # ignores those quietly; it would log a TLS error as an invalid request).
+        try:
+            return super().send(data, flags)
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError) as exc:
+            raise BrokenPipeError(errno.EPIPE, "the client closed the TLS connection") from exc
+
 
 def _has_pending(sock: socket.socket) -> bool:
     """Whether OpenSSL holds decrypted bytes the poller cannot see."""
@@ -221,6 +237,10 @@ class LrukvWorker(ThreadWorker):  # type: ignore[misc]
             # ca_certs and cert_reqs (checked when the config was loaded).
             self._tls = gunicorn_sock.ssl_context(self.cfg)
             self._tls.sslsocket_class = _DeadlineSSLSocket
+            # A client's FIN without close_notify ends its side as over plain TCP
+            # (OpenSSL 3 would fail the connection, so a short body could not be
+            # answered 400). HTTP's own framing detects a truncated request.
+            self._tls.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
         super().init_process()
 
     def init_signals(self) -> None:

@@ -22,7 +22,7 @@ from lrukv_client import TLSConfig
 from lrukv_client.certs import Validity, issue_client
 from lrukv_client.cli import app
 
-__all__ = ["CLIENT_CN", "Pki", "lrukv_certs", "make_pki"]
+__all__ = ["CLIENT_CN", "Pki", "lrukv_certs", "make_pki", "tls_server_args"]
 
 CLIENT_CN = "admin"
 
@@ -113,3 +113,14 @@ def make_pki(directory: Path) -> Pki:
         expired_cert=files.cert,
         expired_key=files.key,
     )
+
+
+def tls_server_args(directory: Path) -> list[str]:
+    """Flags for a server with TLS and no client certificates (``lrukv certs init``
+    in *directory*): what the hostile suites run against as their https variant."""
+    pki = directory / "server-pki"
+    lrukv_certs("init", "--out", str(pki))
+    return [
+        "--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server-key.pem"),
+        "--tls-client-auth", "none",
+    ]  # fmt: skip
