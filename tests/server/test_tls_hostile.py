@@ -21,7 +21,7 @@ import pytest
 
 from benchmarks.slow_clients import SlowClients, measure_gets
 from tests.harness import ServerProcess, start_server
-from tests.server.raw_http import UNVERIFIED_TLS
+from tests.server.raw_http import UNVERIFIED_TLS, http_connection
 from tests.tls_pki import tls_server_args
 
 P99_BOUND_SECONDS = 1.0  # generous for a shared CI machine: a held pool costs seconds
@@ -136,3 +136,25 @@ def test_garbage_on_the_tls_port_is_closed(server: ServerProcess, garbage: bytes
         started = time.monotonic()
         _read_until_closed(sock, timeout=30)  # an alert at most, then the close
         assert time.monotonic() - started < DEADLINE_BOUND_SECONDS
+
+
+def test_a_tls_client_that_stops_reading_its_responses_is_cut_off(server: ServerProcess) -> None:
+    # SO_SNDTIMEO alone never ends a blocked TLS write (OpenSSL retries it), so
+    # without the worker's per-operation deadline this thread would be held for good.
+    value = b"v" * (1 << 20)
+    conn = http_connection(server)
+    try:
+        conn.request("PUT", "/v1/big", body=value)
+        assert conn.getresponse().status == 201
+    finally:
+        conn.close()
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(30)
+    raw.connect(("127.0.0.1", server.http_port))
+    with UNVERIFIED_TLS.wrap_socket(raw, server_hostname="localhost") as sock:
+        sock.sendall(b"GET /v1/big HTTP/1.1\r\nHost: x\r\n\r\n" * 16)  # and never read
+        deadline = time.monotonic() + 40
+        while "stopped reading its response" not in server.stderr():
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.2)
