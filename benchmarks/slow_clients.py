@@ -17,8 +17,12 @@ selector drives them all; it stops when the ``with`` block ends or after
 on a new connection (so each one goes through the server's accept path, where
 idle connections used to wait for a thread), and returns their latencies.
 
-Used by tests/server/test_http_hostile_connections.py (small sizes) and by
-benchmarks/bench_slow_clients.py (the full-size figure).
+With ``tls`` (an ``ssl.SSLContext``) every connection completes a TLS handshake
+first and then idles or trickles inside TLS, and ``measure_gets`` speaks HTTPS.
+
+Used by tests/server/test_http_hostile_connections.py (small sizes),
+tests/server/test_tls_hostile.py (over TLS) and by benchmarks/bench_slow_clients.py
+(the full-size figure).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import contextlib
 import http.client
 import selectors
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -50,6 +55,7 @@ class SlowClients:
         slowloris: int,
         interval: float = 0.1,
         seconds: float = 120.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError("hostile clients target loopback only")
@@ -58,6 +64,7 @@ class SlowClients:
         self._slowloris = slowloris
         self._interval = interval
         self._seconds = seconds
+        self._tls = tls
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="slow-clients", daemon=True)
@@ -93,6 +100,8 @@ class SlowClients:
 
     def _connect(self, selector: selectors.BaseSelector, slow: bool) -> None:
         sock = socket.create_connection(self._addr, timeout=10)
+        if self._tls is not None:
+            sock = self._tls.wrap_socket(sock, server_hostname=self._addr[0])  # handshakes
         sock.setblocking(False)
         self.opened += 1
         # Readable means the server answered or closed: then open another.
@@ -128,8 +137,8 @@ class SlowClients:
         sock: socket.socket = key.fileobj  # type: ignore[assignment]
         try:
             data = sock.recv(65536)
-        except BlockingIOError:
-            return
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return  # nothing yet (over TLS: a session ticket, no data)
         except OSError:
             data = b""
         if data:
@@ -177,15 +186,20 @@ def measure_gets(
     requests: int | None = None,
     path: str = "/v1/probe",
     timeout: float = 10.0,
+    tls: ssl.SSLContext | None = None,
 ) -> GetResult:
-    """Sequential GETs of *path*, each on a new connection, for *seconds* or until
-    *requests* were made; a status other than 200/404, or no answer within
-    *timeout*, is a failure."""
+    """Sequential GETs of *path*, each on a new connection (HTTPS with *tls*), for
+    *seconds* or until *requests* were made; a status other than 200/404, or no
+    answer within *timeout*, is a failure."""
     latencies: list[float] = []
     failures = 0
     end = time.monotonic() + seconds
     while time.monotonic() < end and (requests is None or len(latencies) + failures < requests):
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        conn = (
+            http.client.HTTPSConnection(host, port, timeout=timeout, context=tls)
+            if tls is not None
+            else http.client.HTTPConnection(host, port, timeout=timeout)
+        )
         begin = time.monotonic()
         try:
             conn.request("GET", path)

@@ -52,6 +52,7 @@ from lrukv_server.security import Policy, transport_guards
 from lrukv_server.service.base import KVService, ServerInfo
 from lrukv_server.service.local import CommandWriter, HealthCheck, LocalService
 from lrukv_server.service.replicated import ReplicaStateMachine, ReplicatedService
+from lrukv_server.tls import server_tls
 from lrukv_server.transport import TransportOptions
 from lrukv_server.txlog import Backend, LoggedStore
 
@@ -136,7 +137,11 @@ class Agent:
         """The options both servers are built with, from the config: TLS,
         interceptors and middleware are added here, by the parts that own them."""
         interceptors, middleware = self._metrics_hooks()
-        options = TransportOptions(grpc_interceptors=interceptors, wsgi_middleware=middleware)
+        options = TransportOptions(
+            tls=server_tls(self.config.tls),
+            grpc_interceptors=interceptors,
+            wsgi_middleware=middleware,
+        )
         if self.config.auth.enabled:
             options = _with_authorization(options, self.config.auth.load())
         return options

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from lrukv_server.agent import ServiceWrapper
 from lrukv_server.config import ConfigError, LogMode, ServerConfig, load_config
 from lrukv_server.gunicorn_app import LrukvApplication, bind_http, process_started_at
+from lrukv_server.tls import plaintext_warning
 
 __all__ = ["configure_logging", "main"]
 
@@ -75,6 +76,12 @@ def _warn_insecure_cluster(config: ServerConfig) -> None:
         )
 
 
+def _warn_plaintext(config: ServerConfig) -> None:
+    warning = plaintext_warning(config)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
+
+
 def main(
     argv: Sequence[str] | None = None, *, service_wrapper: ServiceWrapper | None = None
 ) -> int:
@@ -92,6 +99,7 @@ def main(
     configure_logging(config.logging.mode)
     _warn_not_implemented(config)
     _warn_insecure_cluster(config)
+    _warn_plaintext(config)
 
     try:
         http_socket = bind_http(config.host, config.http.port)

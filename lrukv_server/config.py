@@ -24,6 +24,7 @@ import ipaddress
 import math
 import os
 import re
+import ssl
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,6 +40,7 @@ __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
     "AuthConfig",
     "SETTINGS",
+    "ClientAuth",
     "ConfigError",
     "GrpcConfig",
     "HttpConfig",
@@ -47,6 +49,7 @@ __all__ = [
     "ObservabilityConfig",
     "ServerConfig",
     "Setting",
+    "TlsConfig",
     "build_parser",
     "load_config",
 ]
@@ -250,6 +253,101 @@ class AuthConfig:
             raise ConfigError(str(exc)) from None
 
 
+class ClientAuth(enum.Enum):
+    """Whether HTTPS and gRPC ask clients for a certificate signed by ``--tls-ca``.
+
+    ``none``: never. ``optional``: HTTPS asks and verifies one if given (gRPC,
+    whose grpcio API has no such mode, does not ask). ``require``: both refuse a
+    client without one (mutual TLS)."""
+
+    NONE = "none"
+    OPTIONAL = "optional"
+    REQUIRE = "require"
+
+    @classmethod
+    def parse(cls, text: str) -> ClientAuth:
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            raise ValueError(
+                f"unknown client auth {text!r}; use none, optional or require"
+            ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """TLS for both APIs: this node's certificate chain and key (PEM files), and
+    the CA bundle that signs client certificates. Off unless ``cert`` is set.
+
+    ``client_auth`` None means: ``require`` when ``ca`` is given, else ``none``.
+    ``validate()`` loads the files, so a missing file, a file that is not PEM,
+    or a key that does not match the certificate is one start-up error.
+    """
+
+    cert: str = ""
+    key: str = ""
+    ca: str = ""
+    client_auth: ClientAuth | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert)
+
+    @property
+    def effective_client_auth(self) -> ClientAuth:
+        if self.client_auth is not None:
+            return self.client_auth
+        return ClientAuth.REQUIRE if self.ca else ClientAuth.NONE
+
+    def validate(self) -> TlsConfig:
+        if not self.cert and not self.key:
+            if self.ca or self.client_auth not in (None, ClientAuth.NONE):
+                raise ConfigError("--tls-ca and --tls-client-auth need --tls-cert and --tls-key")
+            return self
+        if not self.cert or not self.key:
+            raise ConfigError("--tls-cert and --tls-key go together (the certificate and its key)")
+        if self.effective_client_auth is not ClientAuth.NONE and not self.ca:
+            raise ConfigError(
+                f"--tls-client-auth {self.effective_client_auth.value} needs --tls-ca "
+                "(the CA that signs client certificates)"
+            )
+        for flag, path in (
+            ("--tls-cert", self.cert),
+            ("--tls-key", self.key),
+            ("--tls-ca", self.ca),
+        ):
+            if path:
+                _check_readable(flag, path)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(self.cert, self.key)
+        except ssl.SSLError as exc:
+            if "KEY_VALUES_MISMATCH" in str(exc):
+                raise ConfigError(
+                    f"--tls-key {self.key} is not the key of the certificate --tls-cert {self.cert}"
+                ) from None
+            raise ConfigError(
+                f"--tls-cert {self.cert} / --tls-key {self.key}: not a PEM certificate and its "
+                f"unencrypted PEM key ({exc.reason or exc})"
+            ) from None
+        if self.ca:
+            try:
+                context.load_verify_locations(cafile=self.ca)
+            except ssl.SSLError as exc:
+                raise ConfigError(
+                    f"--tls-ca {self.ca}: not a PEM CA certificate ({exc.reason or exc})"
+                ) from None
+        return self
+
+
+def _check_readable(flag: str, path: str) -> None:
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: cannot read it: {exc.strerror}") from None
+
+
 def _default_store() -> StoreConfig:
     return StoreConfig(max_value_bytes=DEFAULT_MAX_VALUE_BYTES)
 
@@ -271,6 +369,8 @@ class ServerConfig:
     txlog: TxLogConfig = field(default_factory=TxLogConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+
+    tls: TlsConfig = field(default_factory=TlsConfig)
     host: str = "127.0.0.1"
     data_dir: str = "lrukv-data"
     node_id: str = "node-1"
@@ -322,6 +422,8 @@ class ServerConfig:
             raise ConfigError(f"txlog: {exc}") from None
         self.cluster.validate()
         self.auth.validate()
+
+        self.tls.validate()
         if self.cluster.enabled and self.txlog.backend is not Backend.OFF:
             raise ConfigError(
                 "-d (the transaction log) is for a single node; in a cluster (--raft-addr) "
@@ -526,6 +628,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("auth", "policy", ("--auth-policy",), parse_str,
             "TOML file giving subjects (client certificate CNs, bearer tokens) the roles "
             "reader, writer or admin; without it every call is allowed", (str,), "FILE"),
+
+
+    Setting("tls", "cert", ("--tls-cert",), parse_str,
+            "PEM certificate (chain) of this node: serve HTTPS and gRPC over TLS",
+            (str,), "FILE"),
+    Setting("tls", "key", ("--tls-key",), parse_str,
+            "PEM private key of --tls-cert (unencrypted; keep it mode 0600)", (str,), "FILE"),
+    Setting("tls", "ca", ("--tls-ca",), parse_str,
+            "PEM CA bundle that signs client certificates (mutual TLS)", (str,), "FILE"),
+    Setting("tls", "client_auth", ("--tls-client-auth",), ClientAuth.parse,
+            "none | optional | require: ask clients for a certificate signed by --tls-ca "
+            "(default: require with --tls-ca, else none)", (str,), "MODE"),
     Setting("", "drain_timeout", ("--drain-timeout",), parse_seconds,
             "seconds a shutdown waits for in-flight requests (default 10)", (int, float),
             "SECONDS"),

@@ -46,6 +46,7 @@ from lrukv_server.api.grpc_server import format_addr
 from lrukv_server.config import LogMode, ServerConfig
 from lrukv_server.http_streams import StreamLimit, max_streams_for
 from lrukv_server.http_worker import LrukvWorker, raise_fd_limit
+from lrukv_server.tls import gunicorn_ssl_settings
 from lrukv_server.txlog import Backend, TxLogError
 
 __all__ = ["LrukvApplication", "bind_http", "check_grpc_port", "process_started_at"]
@@ -232,6 +233,7 @@ class LrukvApplication(BaseApplication):  # type: ignore[misc]
             "worker_exit": self._worker_exit,
             "child_exit": self._child_exit,
         }
+        settings.update(gunicorn_ssl_settings(cfg.tls))
         for name, value in settings.items():
             self.cfg.set(name, value)
 

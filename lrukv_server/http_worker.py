@@ -27,6 +27,20 @@ and a GIL hand-off, to the main loop for every request.) Limits:
 * Closing after ``Connection: close`` lingers for the client's FIN in the
   poller too (gunicorn lingered up to 2 s in the main loop, stalling it).
 
+TLS (when gunicorn's ``certfile`` is set, see lrukv_server.tls): the worker
+wraps each accepted socket itself and drives the handshake the same way as a
+head, without blocking: a thread gets the connection only when handshake bytes
+have arrived, takes one non-blocking step, and sends it back to the poller
+(readable, or writable when OpenSSL must write). The handshake counts against
+the head's 10 s deadline, so a client that never finishes it is closed like a
+silent one. A failed handshake (a foreign CA, an expired certificate, no
+client certificate when one is required, garbage) closes the connection with a
+debug line only; plain HTTP sent to the TLS port is answered, in plain text,
+400 ``bad_request`` saying to use https. A TLS socket is never fully blocking:
+OpenSSL retries a write that SO_SNDTIMEO cut short for ever, so "blocking"
+means a 10 s deadline per operation there (_DeadlineSSLSocket). The verified
+client certificate's CN goes into the WSGI environ as ``lrukv.tls.peer_cn``.
+
 gunicorn's own error answers are JSON (http_errors), and SIGINT drains like
 SIGTERM.
 """
@@ -40,7 +54,9 @@ import resource
 import selectors
 import signal
 import socket
+import ssl
 import struct
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future
@@ -48,9 +64,12 @@ from functools import partial
 from types import FrameType
 from typing import Any
 
+from gunicorn import http as gunicorn_http
+from gunicorn import sock as gunicorn_sock
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from lrukv_server.http_errors import error_code, error_response, install_json_errors
+from lrukv_server.tls import PEER_CN_ENVIRON, peer_common_name
 
 __all__ = [
     "HEAD_LIMIT",
@@ -98,15 +117,57 @@ class _Head:
     thread); ``active`` becomes False once the head is complete or the
     connection is gone."""
 
-    __slots__ = ("active", "buf", "conn", "deadline", "in_poller", "queued")
+    __slots__ = (
+        "active", "buf", "conn", "deadline", "handshaking", "in_poller", "queued", "want_write",
+    )  # fmt: skip
 
-    def __init__(self, conn: TConn, deadline: float, buf: bytes = b"") -> None:
+    def __init__(
+        self, conn: TConn, deadline: float, buf: bytes = b"", *, handshaking: bool = False
+    ) -> None:
         self.conn = conn
         self.deadline = deadline
         self.buf = bytearray(buf)
         self.in_poller = False
         self.queued = False  # in the worker's deadline queue
         self.active = True
+        self.handshaking = handshaking  # the TLS handshake is not done yet
+        self.want_write = False  # OpenSSL waits to write, not to read
+
+
+class _DeadlineSSLSocket(ssl.SSLSocket):
+    """An SSLSocket on which blocking means a SEND_TIMEOUT deadline per operation.
+
+    gunicorn puts a connection's socket in blocking mode to serve a request; on a
+    TLS socket a write to a client that stopped reading would then never end
+    (SO_SNDTIMEO's EAGAIN makes OpenSSL retry), so a thread would be held for good.
+    """
+
+    def setblocking(self, flag: bool) -> None:
+        super().settimeout(SEND_TIMEOUT if flag else 0.0)
+
+    def settimeout(self, value: float | None) -> None:
+        super().settimeout(SEND_TIMEOUT if value is None else value)
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        # With OP_IGNORE_UNEXPECTED_EOF a FIN without close_notify surfaces as
+        # SSLZeroReturnError; it is the end of the client's data, as over TCP.
+        try:
+            return super().read(len, buffer)
+        except ssl.SSLZeroReturnError:
+            return 0 if buffer is not None else b""
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        # A write after the client closed is a broken pipe, as over TCP (gunicorn
+        # ignores those quietly; it would log a TLS error as an invalid request).
+        try:
+            return super().send(data, flags)
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError) as exc:
+            raise BrokenPipeError(errno.EPIPE, "the client closed the TLS connection") from exc
+
+
+def _has_pending(sock: socket.socket) -> bool:
+    """Whether OpenSSL holds decrypted bytes the poller cannot see."""
+    return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
 
 
 class _Linger:
@@ -147,11 +208,39 @@ class LrukvWorker(ThreadWorker):  # type: ignore[misc]
         self._waits: deque[_Head] = deque()  # heads that waited in the poller
         self._lingers: deque[_Linger] = deque()
         self._stop_capped = False
+        self._tls: ssl.SSLContext | None = None
+        self._peer = threading.local()  # the CN of the connection this thread serves
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        if self.cfg.is_ssl:
+            self.wsgi = self._with_peer_cn(self.wsgi)  # type: ignore[has-type]
+
+    def _with_peer_cn(self, app: Any) -> Any:
+        """*app*, seeing ``lrukv.tls.peer_cn`` when the client's certificate was verified."""
+        local = self._peer
+
+        def with_peer_cn(environ: dict[str, Any], start_response: Any) -> Any:
+            common_name = getattr(local, "cn", None)
+            if common_name is not None:
+                environ[PEER_CN_ENVIRON] = common_name
+            return app(environ, start_response)
+
+        return with_peer_cn
 
     # ------------------------------------------------------------ signals
 
     def init_process(self) -> None:
         install_json_errors()
+        if self.cfg.is_ssl:
+            # One context for every connection, from gunicorn's certfile, keyfile,
+            # ca_certs and cert_reqs (checked when the config was loaded).
+            self._tls = gunicorn_sock.ssl_context(self.cfg)
+            self._tls.sslsocket_class = _DeadlineSSLSocket
+            # A client's FIN without close_notify ends its side as over plain TCP
+            # (OpenSSL 3 would fail the connection, so a short body could not be
+            # answered 400). HTTP's own framing detects a truncated request.
+            self._tls.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
         super().init_process()
 
     def init_signals(self) -> None:
@@ -184,8 +273,11 @@ class LrukvWorker(ThreadWorker):  # type: ignore[misc]
         self.nr_conns += 1
         with contextlib.suppress(OSError):  # elsewhere than Linux: no send deadline
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _SNDTIMEO)
+        if self._tls is not None:
+            # No I/O yet: the handshake is driven by handle(), without blocking.
+            sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         conn = TConn(self.cfg, sock, addr, listener.getsockname())  # non-blocking now
-        self._start_head(conn)
+        self._start_head(conn, handshaking=self._tls is not None)
 
     def on_client_socket_readable(self, conn: TConn, client: socket.socket) -> None:
         """A kept-alive connection has bytes: its next request head starts."""
@@ -193,10 +285,13 @@ class LrukvWorker(ThreadWorker):  # type: ignore[misc]
         self.keepalived_conns.remove(conn)
         self._start_head(conn)
 
-    def _start_head(self, conn: TConn, read_ahead: bytes = b"") -> None:
+    def _start_head(
+        self, conn: TConn, read_ahead: bytes = b"", *, handshaking: bool = False
+    ) -> None:
         # Like gunicorn, hand the connection to a thread at once; the thread only
         # reads what has arrived, without blocking (handle()).
-        conn.lrukv_head = _Head(conn, time.monotonic() + HEAD_TIMEOUT, read_ahead)
+        deadline = time.monotonic() + HEAD_TIMEOUT
+        conn.lrukv_head = _Head(conn, deadline, read_ahead, handshaking=handshaking)
         self.enqueue_req(conn)
 
     def handle(self, conn: TConn) -> Any:
@@ -204,20 +299,64 @@ class LrukvWorker(ThreadWorker):  # type: ignore[misc]
         gunicorn's handling only once it is complete, else return _MORE."""
         head: _Head | None = getattr(conn, "lrukv_head", None)
         if head is not None and head.active:
-            outcome = self._read_head(conn, head)
+            outcome = self._handshake(conn, head) if head.handshaking else None
+            if outcome is None:
+                outcome = self._read_head(conn, head)
             if outcome is not None:
                 return outcome
         return super().handle(conn)
+
+    def _handshake(self, conn: TConn, head: _Head) -> Any:
+        """One non-blocking step of the TLS handshake: None once it is done,
+        _MORE while it needs the client, False when it failed."""
+        sock: ssl.SSLSocket = conn.sock
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            head.want_write = False
+            return _MORE
+        except ssl.SSLWantWriteError:
+            head.want_write = True
+            return _MORE
+        except ssl.SSLError as exc:
+            head.active = False
+            self._refuse_handshake(conn, exc)
+            return False
+        except OSError:  # reset, or gone
+            head.active = False
+            return False
+        head.handshaking = head.want_write = False
+        conn.lrukv_peer_cn = peer_common_name(sock)
+        # gunicorn's TConn.init() would wrap the socket again unless it has a parser.
+        conn.parser = gunicorn_http.get_parser(self.cfg, sock, conn.client)
+        return None
+
+    @staticmethod
+    def _refuse_handshake(conn: TConn, exc: ssl.SSLError) -> None:
+        """A failed handshake is the client's business: a debug line, no traceback.
+        Plain HTTP gets a plain-text 400 saying to use https."""
+        client = conn.client[0] if isinstance(conn.client, tuple) else conn.client
+        log.debug("TLS handshake with %s failed: %s", client, exc.reason or exc)
+        if exc.reason == "HTTP_REQUEST":
+            answer = error_response(
+                400, "Bad Request", "bad_request",
+                "this port speaks TLS: send the request to https://, not http://",
+            )  # fmt: skip
+            with contextlib.suppress(OSError):
+                socket.socket.send(conn.sock, answer)  # the raw socket, not TLS
 
     def _read_head(self, conn: TConn, head: _Head) -> Any:
         """None once the head is complete (and handed to the parser); else _MORE,
         or False to close the connection."""
         buf = head.buf
         new = len(buf)
-        if not (buf and _head_complete(buf, new, self.cfg.limit_request_line)):
+        while not (buf and _head_complete(buf, new, self.cfg.limit_request_line)):
             try:
                 data = conn.sock.recv(_RECV)
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+                return _MORE
+            except ssl.SSLWantWriteError:
+                head.want_write = True
                 return _MORE
             except OSError:
                 return False
@@ -226,13 +365,15 @@ class LrukvWorker(ThreadWorker):  # type: ignore[misc]
                 return False
             buf += data
             new = len(data)
-            if not _head_complete(buf, new, self.cfg.limit_request_line):
-                if len(buf) <= HEAD_LIMIT:
-                    return _MORE
+            if _head_complete(buf, new, self.cfg.limit_request_line):
+                break
+            if len(buf) > HEAD_LIMIT:
                 head.active = False
                 self._answer(conn, 431, "Request Header Fields Too Large",
                              f"the request head is over {HEAD_LIMIT} bytes")  # fmt: skip
                 return False
+            if not _has_pending(conn.sock):  # else OpenSSL has more, unseen by the poller
+                return _MORE
         head.active = False
         conn.sock.setblocking(True)
         conn.init()
@@ -257,7 +398,8 @@ class LrukvWorker(ThreadWorker):  # type: ignore[misc]
             head.queued = True
             self._waits.append(head)
         head.in_poller = True
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_head_readable, head))
+        event = selectors.EVENT_WRITE if head.want_write else selectors.EVENT_READ
+        self.poller.register(conn.sock, event, partial(self._on_head_readable, head))
 
     def _expire(self, head: _Head) -> None:
         head.active = False
@@ -281,6 +423,7 @@ class LrukvWorker(ThreadWorker):  # type: ignore[misc]
     # ------------------------------------------------- after each request
 
     def handle_request(self, req: Any, conn: TConn) -> Any:
+        self._peer.cn = getattr(conn, "lrukv_peer_cn", None)
         try:
             return super().handle_request(req, conn)
         except OSError as exc:
@@ -309,7 +452,7 @@ class LrukvWorker(ThreadWorker):  # type: ignore[misc]
             elif outcome is True and conn.sock.fileno() >= 0:
                 conn.sock.setblocking(False)
                 read_ahead = conn.parser.unreader.take_buffered()
-                if read_ahead:  # pipelined: (part of) the next request is here
+                if read_ahead or _has_pending(conn.sock):  # pipelined: the next request is here
                     self._start_head(conn, read_ahead)
                     return
                 conn.set_timeout()
@@ -334,6 +477,12 @@ class LrukvWorker(ThreadWorker):  # type: ignore[misc]
         try:
             if sock.fileno() < 0:
                 return
+            head = getattr(conn, "lrukv_head", None)
+            if isinstance(sock, ssl.SSLSocket) and not (head is not None and head.handshaking):
+                # close_notify, without waiting for the client's (non-blocking).
+                sock.setblocking(False)
+                with contextlib.suppress(OSError, ValueError):
+                    sock.unwrap()
             sock.shutdown(socket.SHUT_WR)
             sock.setblocking(False)
         except OSError:

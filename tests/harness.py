@@ -43,7 +43,7 @@ from pathlib import Path
 __all__ = ["ServerProcess", "ServerStartError", "server_command", "start_server"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-_HTTP_LINE = re.compile(r"^lrukv-server: HTTP listening on http://(\S+)$", re.MULTILINE)
+_HTTP_LINE = re.compile(r"^lrukv-server: HTTP listening on (https?)://(\S+)$", re.MULTILINE)
 _GRPC_LINE = re.compile(r"^lrukv-server: gRPC listening on (\S+)$", re.MULTILINE)
 _READY_LINE = re.compile(
     r"^lrukv-server: ready ([\d.]+)s after start \(master pid (\d+), worker pid (\d+)\)$",
@@ -77,6 +77,7 @@ class ServerProcess:
     worker_pid: int
     startup_seconds: float
     args: list[str] = field(default_factory=list)
+    scheme: str = "http"  # "https" when the server was started with --tls-cert
 
     @property
     def pid(self) -> int:
@@ -85,7 +86,7 @@ class ServerProcess:
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.http_addr}"
+        return f"{self.scheme}://{self.http_addr}"
 
     @property
     def http_port(self) -> int:
@@ -222,7 +223,7 @@ def start_server(
             assert http and grpc, text
             return ServerProcess(
                 proc=proc,
-                http_addr=http.group(1),
+                http_addr=http.group(2),
                 rpc_addr=grpc.group(1),
                 data_dir=data,
                 stdout_path=stdout_path,
@@ -230,6 +231,7 @@ def start_server(
                 worker_pid=int(ready.group(3)),
                 startup_seconds=float(ready.group(1)),
                 args=args,
+                scheme=http.group(1),
             )
         if proc.poll() is not None:
             raise ServerStartError(

@@ -56,6 +56,7 @@ from lrukv_client import (
     resolve_servers,
 )
 from lrukv_client.cli.bench import bench
+from lrukv_client.cli.certs import certs_app
 from lrukv_client.cli.common import (
     EXIT_NOT_FOUND,
     EXIT_USAGE,
@@ -574,6 +575,7 @@ app.command("getkeysvalues", help="Alias of `items` (the original's name).")(ite
 
 
 app.command("bench")(bench)
+app.add_typer(certs_app, name="certs")
 
 
 def main() -> None:

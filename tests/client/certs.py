@@ -1,12 +1,13 @@
-"""A throw-away CA with a server and a client certificate, made with the openssl
-command (tests that need it skip where openssl is missing)."""
+"""A throw-away CA with a server and a client certificate, made with ``lrukv certs``
+(the real CLI) as a user makes them; the server certificate names only
+``lrukv.test``, so clients dialling 127.0.0.1 need ``server_name``."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.tls_pki import lrukv_certs
 
 SERVER_NAME = "lrukv.test"
 
@@ -21,45 +22,17 @@ class Pki:
     other_ca: Path  # a CA that signed nothing here: trusting it must fail
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def _ca(name: str, cwd: Path) -> None:
-    _openssl(
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN={name}",
-        cwd=cwd,
-    )  # fmt: skip
-
-
-def _leaf(name: str, extensions: str, cwd: Path) -> None:
-    (cwd / f"{name}.ext").write_text(extensions + "\n")
-    _openssl(
-        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}",
-        cwd=cwd,
-    )  # fmt: skip
-    _openssl(
-        "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext",
-        cwd=cwd,
-    )  # fmt: skip
-
-
 def make_pki(directory: Path) -> Pki:
-    """Create the files under ``directory``; raise if openssl is missing."""
-    if shutil.which("openssl") is None:
-        raise FileNotFoundError("openssl")
-    _ca("ca", directory)
-    _ca("other-ca", directory)
-    _leaf("server", f"subjectAltName=DNS:{SERVER_NAME}\nextendedKeyUsage=serverAuth", directory)
-    _leaf("client", "extendedKeyUsage=clientAuth", directory)
+    """Create the files under ``directory``."""
+    ours, other = directory / "ca", directory / "other-ca"
+    lrukv_certs("init", "--out", str(ours), "--dns", SERVER_NAME)
+    lrukv_certs("issue", "client", "client", "--out", str(ours))
+    lrukv_certs("init", "--out", str(other))
     return Pki(
-        ca=directory / "ca.pem",
-        server_cert=directory / "server.pem",
-        server_key=directory / "server.key",
-        client_cert=directory / "client.pem",
-        client_key=directory / "client.key",
-        other_ca=directory / "other-ca.pem",
+        ca=ours / "ca.pem",
+        server_cert=ours / "server.pem",
+        server_key=ours / "server-key.pem",
+        client_cert=ours / "client.pem",
+        client_key=ours / "client-key.pem",
+        other_ca=other / "ca.pem",
     )

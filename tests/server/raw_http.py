@@ -1,6 +1,13 @@
 """Raw HTTP/1.1 over a socket, for the requests no client library would send:
 bodies shorter than their Content-Length, broken chunking, trailer floods, a
-client that vanishes mid-upload."""
+client that vanishes mid-upload.
+
+Against a server started with TLS (``server.scheme == "https"``) the same bytes
+go inside TLS (:func:`connect`, :func:`http_connection`), so the hostile suites
+run against a TLS server too. The client does not check the server's
+certificate there: these suites are about what the server does with hostile
+requests; the handshake's checks are tests/server/test_tls_server.py's.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +16,44 @@ import http.client
 import json
 import re
 import socket
+import ssl
 import struct
 import time
 from dataclasses import dataclass
 
 from tests.harness import ServerProcess
 
-__all__ = ["RawResponse", "abandon", "access_status", "exchange"]
+__all__ = ["RawResponse", "abandon", "access_status", "connect", "exchange", "http_connection"]
 
 TIMEOUT = 10.0
+
+UNVERIFIED_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+UNVERIFIED_TLS.check_hostname = False
+UNVERIFIED_TLS.verify_mode = ssl.CERT_NONE
+
+
+def connect(server: ServerProcess, timeout: float = TIMEOUT) -> socket.socket:
+    """A connection to *server*'s HTTP port, inside TLS when it speaks https."""
+    sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=timeout)
+    if server.scheme == "https":
+        return UNVERIFIED_TLS.wrap_socket(sock, server_hostname="localhost")
+    return sock
+
+
+def http_connection(server: ServerProcess, timeout: float = TIMEOUT) -> http.client.HTTPConnection:
+    """An http.client connection to *server*, HTTPS when it speaks https."""
+    if server.scheme == "https":
+        return http.client.HTTPSConnection(
+            server.http_addr, timeout=timeout, context=UNVERIFIED_TLS
+        )
+    return http.client.HTTPConnection(server.http_addr, timeout=timeout)
+
+
+def _half_close(sock: socket.socket) -> None:
+    """End our sending side (FIN). Inside TLS too, without dropping TLS for reading
+    (SSLSocket.shutdown would)."""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_WR)
 
 
 @dataclass(frozen=True)
@@ -49,11 +85,10 @@ def exchange(server: ServerProcess, request: bytes, *, half_close: bool = True) 
     has nothing more to send (so a body shorter than announced ends there,
     instead of the server waiting for the rest).
     """
-    with socket.create_connection(("127.0.0.1", server.http_port), timeout=TIMEOUT) as sock:
+    with connect(server) as sock:
         _send(sock, request)
         if half_close:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_WR)
+            _half_close(sock)
         response = http.client.HTTPResponse(sock)
         response.begin()
         body = response.read()
@@ -64,7 +99,7 @@ def exchange(server: ServerProcess, request: bytes, *, half_close: bool = True) 
 def abandon(server: ServerProcess, request: bytes, *, reset: bool) -> None:
     """Send *request* and go away without reading an answer: close the socket
     (FIN), or with ``reset`` abort it (RST), like a client process that died."""
-    sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=TIMEOUT)
+    sock = connect(server)
     try:
         _send(sock, request)
         if reset:

@@ -13,6 +13,9 @@ and the server keeps serving.
 * Raw sockets send an HTTP/1 request, random bytes, and the HTTP/2 preface
   followed by junk frames: the server stays up and serves.
 
+The suite runs twice: against a plain-text server and against a TLS one (the
+same bytes inside TLS; the raw sockets negotiate h2 by ALPN, as gRPC clients do).
+
 CI runs a small number of examples; ``HOSTILE_EXAMPLES=N`` runs N per method
 (and per socket test) for the full-size run: see docs/api.md for its figures.
 """
@@ -21,8 +24,10 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import struct
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -33,6 +38,7 @@ from lrukv_proto.v1 import kv_pb2, kv_pb2_grpc
 from lrukv_server.api.grpc_server import max_request_bytes
 from tests.harness import ServerProcess, start_server
 from tests.server.grpc_util import error_code
+from tests.tls_pki import tls_server_args
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "60"))
 VALUE_LIMIT = 4096
@@ -61,14 +67,19 @@ HOSTILE = settings(
 )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=["plain", "tls"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    directory = tmp_path_factory.mktemp("hostile")
+    tls = tls_server_args(directory) if request.param == "tls" else []
     process = start_server(
-        tmp_path_factory.mktemp("hostile"),
+        directory,
         "--max-value-bytes",
         str(VALUE_LIMIT),
         "--max-key-bytes",
         str(KEY_LIMIT),
+        *tls,
     )
     try:
         yield process
@@ -79,15 +90,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         assert process.stop() == 0, process.output()
 
 
+def _open_channel(server: ServerProcess) -> grpc.Channel:
+    if server.scheme != "https":
+        return grpc.insecure_channel(server.rpc_addr)
+    cert = server.args[server.args.index("--tls-cert") + 1]
+    ca = (Path(cert).parent / "ca.pem").read_bytes()  # tls_server_args' CA
+    return grpc.secure_channel(server.rpc_addr, grpc.ssl_channel_credentials(ca))
+
+
 @pytest.fixture(scope="module")
 def channel(server: ServerProcess) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(server.rpc_addr) as chan:
+    with _open_channel(server) as chan:
         yield chan
 
 
 def _still_serving(server: ServerProcess) -> None:
     assert server.alive(), server.output()
-    with grpc.insecure_channel(server.rpc_addr) as chan:
+    with _open_channel(server) as chan:
         kv = kv_pb2_grpc.KVStub(chan)
         kv.Put(kv_pb2.PutRequest(key="canary", value=b"alive"), timeout=TIMEOUT)
         assert kv.Get(kv_pb2.GetRequest(key="canary"), timeout=TIMEOUT).value == b"alive"
@@ -236,11 +255,19 @@ def test_a_request_over_the_message_limit_is_resource_exhausted(
 
 # ------------------------------------------------------------------ raw sockets
 
+_H2_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # these tests are about the bytes after it
+_H2_TLS.check_hostname = False
+_H2_TLS.verify_mode = ssl.CERT_NONE
+_H2_TLS.set_alpn_protocols(["h2"])
+
 
 def _raw(server: ServerProcess, data: bytes) -> None:
     """Send *data* on a fresh connection, read what comes back until the server
     closes (or a short wait passes), and go away."""
-    with socket.create_connection(("127.0.0.1", server.rpc_port), timeout=TIMEOUT) as sock:
+    sock = socket.create_connection(("127.0.0.1", server.rpc_port), timeout=TIMEOUT)
+    if server.scheme == "https":
+        sock = _H2_TLS.wrap_socket(sock, server_hostname="localhost")
+    with sock:
         try:
             sock.sendall(data)
             sock.settimeout(0.2)

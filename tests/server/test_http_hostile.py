@@ -13,22 +13,26 @@ test_http_hostile_protocol.py.
 
 from __future__ import annotations
 
-import http.client
 import re
 from collections.abc import Iterator
 
 import pytest
 
 from tests.harness import ServerProcess, start_server
-from tests.server.raw_http import abandon, access_status, exchange
+from tests.server.raw_http import abandon, access_status, exchange, http_connection
+from tests.tls_pki import tls_server_args
 
 LIMIT = 64 * 1024
 TIMEOUT = 10
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = start_server(tmp_path_factory.mktemp("hostile"), "--max-value-bytes", str(LIMIT))
+@pytest.fixture(scope="module", params=["http", "https"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    directory = tmp_path_factory.mktemp("hostile")
+    tls = tls_server_args(directory) if request.param == "https" else []
+    process = start_server(directory, "--max-value-bytes", str(LIMIT), *tls)
     try:
         yield process
     finally:
@@ -49,7 +53,7 @@ def quiet_log(server: ServerProcess) -> Iterator[None]:
 
 
 def _http(server: ServerProcess, method: str, target: str, body: bytes | None = None) -> int:
-    conn = http.client.HTTPConnection(server.http_addr, timeout=TIMEOUT)
+    conn = http_connection(server)
     try:
         conn.request(method, target, body=body)
         response = conn.getresponse()
@@ -61,7 +65,7 @@ def _http(server: ServerProcess, method: str, target: str, body: bytes | None = 
 
 def _stored(server: ServerProcess, key: str, value: bytes) -> None:
     assert _http(server, "PUT", f"/v1/{key}", value) == 201
-    conn = http.client.HTTPConnection(server.http_addr, timeout=TIMEOUT)
+    conn = http_connection(server)
     try:
         conn.request("GET", f"/v1/{key}")
         response = conn.getresponse()
@@ -104,7 +108,10 @@ def test_empty_body_with_a_content_length_is_400(server: ServerProcess) -> None:
 def test_client_that_dies_mid_upload_stores_nothing(server: ServerProcess, reset: bool) -> None:
     key = f"died-mid-upload-{'rst' if reset else 'fin'}"
     abandon(server, _put_head(key, "Content-Length: 1000") + b"x" * 300, reset=reset)
-    assert access_status(server, "PUT", f"/v1/{key}") == 400
+    if not (reset and server.scheme == "https"):
+        # (Over TLS a reset can arrive before the server decrypted the bytes: the
+        # kernel drops them, and the request is never seen, so never logged.)
+        assert access_status(server, "PUT", f"/v1/{key}") == 400
     _absent(server, key)
 
 
@@ -123,7 +130,7 @@ def test_content_length_shorter_than_the_body_frames_the_value(server: ServerPro
     # on the connection, which is not HTTP, so gunicorn answers that with 400.
     request = _put_head("lying-cl", "Content-Length: 5") + b"helloEXTRA BYTES\r\n\r\n"
     assert exchange(server, request).status == 201
-    conn = http.client.HTTPConnection(server.http_addr, timeout=TIMEOUT)
+    conn = http_connection(server)
     try:
         conn.request("GET", "/v1/lying-cl")
         assert conn.getresponse().read() == b"hello"
@@ -169,7 +176,7 @@ def test_a_well_formed_chunked_body_with_trailers_is_stored(server: ServerProces
     body = b"5;name=value\r\nhello\r\n6\r\n, you!\r\n0\r\nX-Checksum: 1\r\n\r\n"
     response = exchange(server, _put_head("good-chunks", CHUNKED, "Connection: close") + body)
     assert response.status == 201
-    conn = http.client.HTTPConnection(server.http_addr, timeout=TIMEOUT)
+    conn = http_connection(server)
     try:
         conn.request("GET", "/v1/good-chunks")
         assert conn.getresponse().read() == b"hello, you!"
@@ -205,7 +212,7 @@ def test_put_with_no_length_at_all_is_411(server: ServerProcess) -> None:
 def test_an_empty_value_is_a_value(server: ServerProcess) -> None:
     response = exchange(server, _put_head("empty", "Content-Length: 0"), half_close=False)
     assert response.status == 201
-    conn = http.client.HTTPConnection(server.http_addr, timeout=TIMEOUT)
+    conn = http_connection(server)
     try:
         conn.request("GET", "/v1/empty")
         answer = conn.getresponse()

@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 from collections.abc import Iterator
 
 import pytest
 
 from tests.harness import ServerProcess, start_server
+from tests.server.raw_http import connect
+from tests.tls_pki import tls_server_args
 
 TIMEOUT = 20
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = start_server(tmp_path_factory.mktemp("protocol-errors"))
+@pytest.fixture(scope="module", params=["http", "https"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    directory = tmp_path_factory.mktemp("protocol-errors")
+    tls = tls_server_args(directory) if request.param == "https" else []
+    process = start_server(directory, *tls)
     try:
         yield process
     finally:
@@ -31,7 +36,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 def _exchange(server: ServerProcess, raw: bytes) -> tuple[int, dict[str, str], bytes]:
     """Send *raw*, read the answer until the server closes; (status, headers, body)."""
-    with socket.create_connection(("127.0.0.1", server.http_port), timeout=TIMEOUT) as sock:
+    with connect(server, timeout=TIMEOUT) as sock:
         # The server may answer and close before it has read all of *raw*.
         with contextlib.suppress(ConnectionResetError, BrokenPipeError):
             sock.sendall(raw)
