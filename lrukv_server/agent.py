@@ -99,7 +99,9 @@ class Agent:
         self.config = config
         self.http_addr = http_addr
         self.metrics: Metrics | None = None  # with -m; built by _transport_options
-        self.transport = transport if transport is not None else self._transport_options()
+        # Built in start(), where a failure (an unreadable certificate…) is one line.
+        self._given_transport = transport
+        self.transport = transport or TransportOptions()
         self._service_wrapper = service_wrapper
         self._releases: list[tuple[str, Callable[[], None]]] = []
         self._draining = threading.Event()
@@ -118,6 +120,8 @@ class Agent:
     def start(self) -> None:
         """Run every setup step; on failure release what was set up, then raise."""
         try:
+            if self._given_transport is None:
+                self.transport = self._transport_options()
             grpc_server = self._bind_grpc()
             if self.config.cluster.enabled:
                 service = self._start_replica(grpc_server.port)
