@@ -82,6 +82,10 @@ def test_a_new_leader_is_counted_after_failover(cluster: Cluster) -> None:
         return True
 
     wait_until("the survivors to count the new leader", counted, timeout=30)
-    m = scrape(new.url)
-    assert m.value("lrukv_raft_role", role="leader") == 1
-    assert m.value("lrukv_raft_peers", state="unreachable") >= 1
+    assert scrape(new.url).value("lrukv_raft_role", role="leader") == 1
+    # The new leader notices the dead peer when its connection attempt fails.
+    wait_until(
+        "the new leader to count the killed node unreachable",
+        lambda: scrape(new.url).value("lrukv_raft_peers", state="unreachable") >= 1,
+        timeout=30,
+    )
