@@ -41,7 +41,7 @@ from zlib import crc32
 from lrukv import snapshot as snapshot_format
 from lrukv._keys import DEFAULT_MAX_KEY_BYTES, encode_key, shard_index
 from lrukv._limits import validate_sizes
-from lrukv._shard import UNBOUNDED, Node, Shard
+from lrukv._shard import UNBOUNDED, Node, Shard, key_bytes
 from lrukv.errors import (
     InvalidConfig,
     InvalidKey,
@@ -147,8 +147,12 @@ class ShardedMap:
                 # The node may have been deleted or reused for another key between
                 # the lookup and the lock; a dead node's key is "".
                 if node.key == key:
-                    expires = node.expires
-                    if expires is None or expires > self._clock():
+                    expiring = shard.expiring
+                    if (
+                        not expiring
+                        or (expires := expiring.get(key)) is None
+                        or expires > self._clock()
+                    ):
                         head = shard.head
                         first = head.next
                         if first is not node:
@@ -205,8 +209,12 @@ class ShardedMap:
                 shard.wait_for_token()
             try:
                 if node.key == key:
-                    expires = node.expires
-                    if expires is None or expires > self._clock():
+                    expiring = shard.expiring
+                    if (
+                        not expiring
+                        or (expires := expiring.get(key)) is None
+                        or expires > self._clock()
+                    ):
                         shard.hits += 1
                         return node.value
             finally:
@@ -225,7 +233,8 @@ class ShardedMap:
             if node is None:
                 shard.misses += 1
                 return default
-            if node.expires is not None and node.expires <= self._clock():
+            expires = shard.expiring.get(key)
+            if expires is not None and expires <= self._clock():
                 if self._reap_on_read:
                     self._unlink(shard, node, EvictionCause.EXPIRED, evicted)
                 shard.misses += 1
@@ -258,7 +267,10 @@ class ShardedMap:
         except IndexError:
             shard.wait_for_token()
         try:
-            return node.key == key and (node.expires is None or node.expires > self._clock())
+            if node.key != key:
+                return False
+            expires = shard.expiring.get(key)
+            return expires is None or expires > self._clock()
         finally:
             free.append(True)
             if shard.waiters:
@@ -298,11 +310,13 @@ class ShardedMap:
             shard.acquire()
             try:
                 now = self._clock()
+                expiring_get = shard.expiring.get
                 head = shard.head
                 node = head.next
                 batch = []
                 while node is not head:
-                    if node.expires is None or node.expires > now:
+                    expires = expiring_get(node.key)
+                    if expires is None or expires > now:
                         batch.append((node.key, node.value))
                     node = node.next
             finally:
@@ -360,7 +374,11 @@ class ShardedMap:
                 try:
                     if node.key == key:
                         node.value = value
-                        node.expires = expires
+                        expiring = shard.expiring
+                        if expires is not None:
+                            expiring[key] = expires
+                        elif expiring:
+                            expiring.pop(key, None)
                         head = shard.head
                         first = head.next
                         if first is not node:
@@ -383,12 +401,12 @@ class ShardedMap:
             # of a put. isprintable() rules out control characters and lone
             # surrogates, so only the UTF-8 length is left to check.
             encoded = key.encode()
-            key_bytes = len(encoded)
-            if not 0 < key_bytes <= self._max_key_bytes:
+            encoded_len = len(encoded)
+            if not 0 < encoded_len <= self._max_key_bytes:
                 raise InvalidKey(
                     "key must not be empty"
-                    if not key_bytes
-                    else f"key is {key_bytes} bytes; the limit is {self._max_key_bytes}"
+                    if not encoded_len
+                    else f"key is {encoded_len} bytes; the limit is {self._max_key_bytes}"
                 )
             shard = self._shards[crc32(encoded) % self._nshards]
             index = self._index
@@ -400,39 +418,44 @@ class ShardedMap:
             try:
                 head = shard.head
                 if shard.size < shard.capacity:
-                    node = Node(shard, key, value, expires, key_bytes)
+                    node = shard.node_type()
                     # setdefault both checks for a racing insert and indexes the node.
                     if index.setdefault(key, node) is node:
-                        shard.size += 1
-                        first = head.next
-                        node.prev = head
-                        node.next = first
-                        first.prev = node
-                        head.next = node
-                        return
-                else:
-                    # Full: reuse the least recently used node instead of allocating.
-                    node = head.prev
-                    if index.setdefault(key, node) is node:
-                        old_expires = node.expires
-                        if old_expires is not None and old_expires <= self._clock():
-                            shard.evicted_expired += 1
-                        else:
-                            shard.evicted_capacity += 1
-                        del index[node.key]
                         node.key = key
                         node.value = value
-                        node.expires = expires
-                        node.key_bytes = key_bytes
-                        prev = node.prev
-                        prev.next = head
-                        head.prev = prev
                         first = head.next
                         node.prev = head
                         node.next = first
                         first.prev = node
                         head.next = node
+                        shard.size += 1
+                        if expires is not None:
+                            shard.expiring[key] = expires
                         return
+                elif index.setdefault(key, head) is head:
+                    # Full. The sentinel sits just before the most recent item, so
+                    # it takes the new one and the least recently used node becomes
+                    # the sentinel: an eviction and an insert with no relinking.
+                    tail = head.prev
+                    old_key = tail.key
+                    del index[old_key]
+                    expiring = shard.expiring
+                    if (
+                        expiring
+                        and (old_expires := expiring.pop(old_key, None)) is not None
+                        and old_expires <= self._clock()
+                    ):
+                        shard.evicted_expired += 1
+                    else:
+                        shard.evicted_capacity += 1
+                    tail.key = ""  # dead, for threads holding a stale index hint
+                    tail.value = b""
+                    head.key = key
+                    head.value = value
+                    shard.head = tail
+                    if expires is not None:
+                        expiring[key] = expires
+                    return
             finally:
                 free.append(True)
                 if shard.waiters:
@@ -490,44 +513,52 @@ class ShardedMap:
         evicted: list[tuple[str, bytes, EvictionCause]] = []
         shard.acquire()
         try:
-            node = self._index.get(key)
+            index = self._index
+            node = index.get(key)
+            expiring = shard.expiring
             if node is not None:
                 shard.nbytes += len(value) - len(node.value)
                 node.value = value
-                node.expires = expires
                 self._move_to_front(shard, node)
             else:
                 head = shard.head
                 if shard.size >= shard.capacity:
-                    # Reuse the least recently used node instead of allocating.
-                    node = head.prev
+                    # Evict the least recently used node and make it the sentinel;
+                    # the old sentinel, just before the most recent item, takes
+                    # the new one (see put).
+                    tail = head.prev
+                    old_key = tail.key
+                    old_expires = expiring.pop(old_key, None) if expiring else None
                     cause = (
                         EvictionCause.EXPIRED
-                        if node.expires is not None and node.expires <= self._clock()
+                        if old_expires is not None and old_expires <= self._clock()
                         else EvictionCause.CAPACITY
                     )
                     self._count_eviction(shard, cause)
                     if self._on_evict is not None:
-                        evicted.append((node.key, node.value, cause))
-                    del self._index[node.key]
-                    shard.nbytes -= node.key_bytes + len(node.value)
-                    prev = node.prev
-                    prev.next = head
-                    head.prev = prev
+                        evicted.append((old_key, tail.value, cause))
+                    del index[old_key]
+                    shard.nbytes -= key_bytes(old_key) + len(tail.value)
+                    tail.key = ""
+                    tail.value = b""
+                    shard.head = tail
+                    node = head
                 else:
-                    node = Node(shard)
+                    node = shard.node_type()
+                    first = head.next
+                    node.prev = head
+                    node.next = first
+                    first.prev = node
+                    head.next = node
                     shard.size += 1
                 node.key = key
                 node.value = value
-                node.expires = expires
-                node.key_bytes = len(encoded)
-                first = head.next
-                node.prev = head
-                node.next = first
-                first.prev = node
-                head.next = node
                 shard.nbytes += charge
-                self._index[key] = node
+                index[key] = node
+            if expires is not None:
+                expiring[key] = expires
+            elif expiring:
+                expiring.pop(key, None)
             while shard.nbytes > shard.budget:
                 # The new item alone fits (checked above), so the loop stops before it.
                 self._unlink(shard, shard.head.prev, EvictionCause.BYTES, evicted)
@@ -574,7 +605,8 @@ class ShardedMap:
             if node is None:
                 return default
             value = node.value
-            live = node.expires is None or node.expires > (self._clock() if now is None else now)
+            expires = shard.expiring.get(key)
+            live = expires is None or expires > (self._clock() if now is None else now)
             self._unlink(shard, node, None if live else EvictionCause.EXPIRED, evicted)
             return value if live else default
         finally:
@@ -610,9 +642,11 @@ class ShardedMap:
             shard = node.shard
             shard.acquire()
             try:
-                if node.key == key and (node.expires is None or node.expires > now):
-                    self._move_to_front(shard, node)
-                    touched += 1
+                if node.key == key:
+                    expires = shard.expiring.get(key)
+                    if expires is None or expires > now:
+                        self._move_to_front(shard, node)
+                        touched += 1
             finally:
                 shard.release()
         return touched
@@ -630,8 +664,10 @@ class ShardedMap:
             shard = node.shard
             shard.acquire()
             try:
-                if node.key == key and (node.expires is None or node.expires > self._clock()):
-                    return node.expires
+                if node.key == key:
+                    expires = shard.expiring.get(key)
+                    if expires is None or expires > self._clock():
+                        return expires
             finally:
                 shard.release()
         raise KeyNotFound(key)
@@ -646,12 +682,16 @@ class ShardedMap:
             evicted: list[tuple[str, bytes, EvictionCause]] = []
             shard.acquire()
             try:
+                expiring = shard.expiring
+                if not expiring:  # no key of this shard has a TTL
+                    continue
                 now = self._clock() if fixed_now is None else fixed_now
                 head = shard.head
                 node = head.prev  # oldest first, so callbacks see eviction order
                 while node is not head:
                     before = node.prev
-                    if node.expires is not None and node.expires <= now:
+                    expires = expiring.get(node.key)
+                    if expires is not None and expires <= now:
                         self._unlink(shard, node, EvictionCause.EXPIRED, evicted)
                         purged += 1
                     node = before
@@ -860,13 +900,19 @@ class ShardedMap:
                     assert shard_index(encoded, self._nshards) == number, (
                         f"{node.key!r} is in shard {number}, it hashes elsewhere"
                     )
-                    assert node.key_bytes == len(encoded), f"{node.key!r}: stale key length"
+                    assert type(node) is shard.node_type, f"{node.key!r}: a node of another type"
                     count += 1
-                    total += node.key_bytes + len(node.value)
+                    total += len(encoded) + len(node.value)
                     prev = node
                     node = node.next
                     assert count <= shard.capacity, f"shard {number} over capacity"
                 assert head.prev is prev, f"shard {number}: tail link broken"
+                assert type(head) is shard.node_type and head.key == "", "bad sentinel"
+                for key, expires in shard.expiring.items():
+                    timed = self._index.get(key)
+                    assert timed is not None and timed.key == key, f"{key!r}: expiry of no item"
+                    assert timed.shard is shard, f"{key!r}: expiry kept by another shard"
+                    assert isinstance(expires, float), f"{key!r}: expiry {expires!r}"
                 assert count == shard.size, f"shard {number}: size {shard.size}, list {count}"
                 if self._max_bytes is not None:
                     assert total == shard.nbytes, f"shard {number}: {shard.nbytes} != {total} bytes"
@@ -903,13 +949,11 @@ class ShardedMap:
         head.next = node
 
     def _insert_front_locked(
-        self, shard: Shard, key: str, key_bytes: int, value: bytes, expires: float | None
+        self, shard: Shard, key: str, key_len: int, value: bytes, expires: float | None
     ) -> None:
-        node = Node(shard)
-        node.key = key
-        node.value = value
-        node.expires = expires
-        node.key_bytes = key_bytes
+        node = shard.new_node(key, value)
+        if expires is not None:
+            shard.expiring[key] = expires
         head = shard.head
         first = head.next
         node.prev = head
@@ -917,7 +961,7 @@ class ShardedMap:
         first.prev = node
         head.next = node
         shard.size += 1
-        shard.nbytes += key_bytes + len(value)
+        shard.nbytes += key_len + len(value)
         self._index[key] = node
 
     def _unlink(
@@ -930,9 +974,12 @@ class ShardedMap:
         """Remove *node* (shard lock held). ``cause`` None means an explicit delete."""
         node.prev.next = node.next
         node.next.prev = node.prev
-        del self._index[node.key]
+        key = node.key
+        del self._index[key]
+        if shard.expiring:
+            shard.expiring.pop(key, None)
         shard.size -= 1
-        shard.nbytes -= node.key_bytes + len(node.value)
+        shard.nbytes -= key_bytes(key) + len(node.value)
         if cause is not None:
             self._count_eviction(shard, cause)
             if self._on_evict is not None:
