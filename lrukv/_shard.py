@@ -8,17 +8,20 @@ plain slotted records with no behaviour of their own beyond walking the list.
 
 Memory is the reason for the layout: a node is the only per-item object the map
 adds to the key and the value, so it holds only the four references an LRU list
-needs. Everything else is kept elsewhere or derived:
+needs plus its shard (so a hit finds its lock without hashing the key). The rest
+is kept elsewhere or derived:
 
-* the shard: a class attribute of the shard's own Node subclass
-  (``Shard.node_type``), so ``node.shard`` costs no per-item slot;
 * the expiry time: in ``Shard.expiring``, a dict of only the keys that have one
   (a map without TTLs pays nothing for them);
 * the key's UTF-8 length (for the byte budget): :func:`key_bytes`, which costs a
   flag test for an ASCII key.
 
-A 4-slot node is 64 bytes on 64-bit CPython 3.11 (16 GC header + 16 object
-header + 4 x 8); each further slot would cost 16 more, pymalloc rounding.
+A 5-slot node is 80 bytes on 64-bit CPython 3.11 (16 GC header + 16 object
+header + 5 x 8 = 72, rounded up by pymalloc); the 7-slot node it replaced was 96.
+Measured and rejected: dropping the shard slot by giving each shard its own Node
+subclass with ``shard`` as a class attribute (64 bytes). Nodes of ten types at
+one attribute site defeat CPython's per-type attribute caches, and every node
+access got about four times slower.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections import deque
-from typing import ClassVar, Final
+from typing import Final
 
 __all__ = ["UNBOUNDED", "Node", "Shard", "key_bytes"]
 
@@ -45,19 +48,18 @@ class Node:
     (no valid key is empty), which is how a thread holding a stale index hint
     recognises it after taking the lock.
 
-    Never instantiated itself: each shard makes its nodes from its own subclass
-    (``Shard.node_type``), whose class attribute ``shard`` is that shard. There
-    is no ``__init__`` (a Python-level one costs a call per insert); whoever
-    makes a node sets all four slots.
+    There is no ``__init__`` (a Python-level one costs a call per insert):
+    whoever makes a node sets all five slots (``Shard.new_node``, or inlined).
+    A node never moves to another shard.
     """
 
-    __slots__ = ("key", "next", "prev", "value")
+    __slots__ = ("key", "next", "prev", "shard", "value")
 
     prev: Node
     next: Node
     key: str
     value: bytes
-    shard: ClassVar[Shard]
+    shard: Shard
 
 
 class Shard:
@@ -97,7 +99,6 @@ class Shard:
         "hits",
         "misses",
         "nbytes",
-        "node_type",
         "size",
         "waiters",
         "wakeup",
@@ -110,11 +111,6 @@ class Shard:
         self.free: deque[bool] = deque([True])
         self.waiters = 0  # threads sleeping in wait_for_token
         self.wakeup = threading.Condition(threading.Lock())
-        # This shard's nodes: a subclass whose class attribute ``shard`` is this
-        # shard, so a node leads to its shard without a slot of its own.
-        self.node_type: type[Node] = type(
-            "Node", (Node,), {"__slots__": (), "shard": self, "__module__": __name__}
-        )
         self.head = self.new_node("", b"")
         self.head.prev = self.head.next = self.head
         # Key -> absolute expiry time, for this shard's keys that have one (and
@@ -177,7 +173,8 @@ class Shard:
 
     def new_node(self, key: str, value: bytes) -> Node:
         """A node of this shard holding *key* and *value*; the caller links it."""
-        node = self.node_type()
+        node = Node()
+        node.shard = self
         node.key = key
         node.value = value
         return node

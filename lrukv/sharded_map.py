@@ -170,25 +170,14 @@ class ShardedMap:
                 free.append(True)
                 if shard.waiters:
                     shard.wake_a_waiter()
-        elif isinstance(key, str) and key.isprintable():
-            # A plain miss, inlined: only the miss counter needs the shard lock.
-            # isprintable() rules out control characters and lone surrogates.
-            encoded = key.encode()
-            if 0 < len(encoded) <= self._max_key_bytes:
-                shard = self._shards[crc32(encoded) % self._nshards]
-                free = shard.free
-                try:
-                    free.pop()  # take the shard's token: its lock (see Shard)
-                except IndexError:
-                    shard.wait_for_token()
-                try:
-                    if self._index.get(key) is None:
-                        shard.misses += 1
-                        return default
-                finally:
-                    free.append(True)
-                    if shard.waiters:
-                        shard.wake_a_waiter()
+        elif (
+            key.__class__ is str
+            and key.isascii()
+            and key.isprintable()
+            and 0 < len(key) <= self._max_key_bytes
+        ):
+            self._count_miss(key)
+            return default
         return self._get_slow(key, default, touch=True)
 
     def peek(self, key: str, default: bytes | None = None) -> bytes | None:
@@ -221,7 +210,38 @@ class ShardedMap:
                 free.append(True)
                 if shard.waiters:
                     shard.wake_a_waiter()
+        elif (
+            key.__class__ is str
+            and key.isascii()
+            and key.isprintable()
+            and 0 < len(key) <= self._max_key_bytes
+        ):
+            self._count_miss(key)
+            return default
         return self._get_slow(key, default, touch=False)
+
+    def _count_miss(self, key: str) -> None:
+        """Count a plain miss of a valid key (for an ASCII key, ``len`` is the
+        UTF-8 length and isprintable() rules out control characters).
+
+        The unlocked index lookup that found nothing is the answer: the read is
+        ordered before any insert racing it. Only the counter needs a lock, and
+        any shard's will do, because stats() reports the total of misses; so the
+        key's cached, per-process hash() picks the shard, not the stable crc32
+        of its encoding (which would cost an encode and a checksum per miss).
+        """
+        shard = self._shards[hash(key) % self._nshards]
+        free = shard.free
+        try:
+            free.pop()  # take the shard's token: its lock (see Shard)
+        except IndexError:
+            shard.wait_for_token()
+        try:
+            shard.misses += 1
+        finally:
+            free.append(True)
+            if shard.waiters:
+                shard.wake_a_waiter()
 
     def _get_slow(self, key: str, default: bytes | None, *, touch: bool) -> bytes | None:
         """The miss path: validate, find the shard by hash, settle under its lock."""
@@ -418,7 +438,9 @@ class ShardedMap:
             try:
                 head = shard.head
                 if shard.size < shard.capacity:
-                    node = shard.node_type()
+                    node = Node()
+                    # Before indexing: a thread holding an unlocked hint reads it.
+                    node.shard = shard
                     # setdefault both checks for a racing insert and indexes the node.
                     if index.setdefault(key, node) is node:
                         node.key = key
@@ -544,7 +566,8 @@ class ShardedMap:
                     shard.head = tail
                     node = head
                 else:
-                    node = shard.node_type()
+                    node = Node()
+                    node.shard = shard
                     first = head.next
                     node.prev = head
                     node.next = first
@@ -900,14 +923,13 @@ class ShardedMap:
                     assert shard_index(encoded, self._nshards) == number, (
                         f"{node.key!r} is in shard {number}, it hashes elsewhere"
                     )
-                    assert type(node) is shard.node_type, f"{node.key!r}: a node of another type"
                     count += 1
                     total += len(encoded) + len(node.value)
                     prev = node
                     node = node.next
                     assert count <= shard.capacity, f"shard {number} over capacity"
                 assert head.prev is prev, f"shard {number}: tail link broken"
-                assert type(head) is shard.node_type and head.key == "", "bad sentinel"
+                assert head.shard is shard and head.key == "", f"shard {number}: bad sentinel"
                 for key, expires in shard.expiring.items():
                     timed = self._index.get(key)
                     assert timed is not None and timed.key == key, f"{key!r}: expiry of no item"

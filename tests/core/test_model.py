@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from lrukv import EvictionCause, KeyNotFound, ShardedMap
+from lrukv import EvictionCause, KeyNotFound, ShardedMap, ValueTooLarge
 from tests.core.model import ModelMap
 
 # Few keys, so that shards fill, keys collide and evictions happen; some are
@@ -58,14 +58,27 @@ class ShardedMapMachine(RuleBasedStateMachine):
         )
         self.model = ModelMap(shards, items_per_shard, max_bytes, now=self.clock_now)
 
+    def refused_as_too_large(self, key: str, value: bytes, **kwargs: float) -> bool:
+        """An item larger than a shard's byte budget is refused, changing nothing."""
+        budget = self.model.budget
+        if budget is None or len(key.encode()) + len(value) <= budget:
+            return False
+        with pytest.raises(ValueTooLarge):
+            self.real.put(key, value, **kwargs)
+        return True
+
     @rule(key=keys, value=values, ttl=ttls)
     def put(self, key: str, value: bytes, ttl: float | None) -> None:
+        if self.refused_as_too_large(key, value):
+            return
         self.real.put(key, value, ttl)
         self.model.put(key, value, None if ttl is None else self.clock_now + ttl)
 
     @rule(key=keys, value=values, seconds=st.floats(min_value=-5, max_value=30))
     def put_expiring_at(self, key: str, value: bytes, seconds: float) -> None:
         expires_at = self.clock_now + seconds  # may be in the past: stored, already expired
+        if self.refused_as_too_large(key, value, expires_at=expires_at):
+            return
         self.real.put(key, value, expires_at=expires_at)
         self.model.put(key, value, expires_at)
 
