@@ -2,26 +2,22 @@
 
 A shard is a circular, doubly-linked recency list around a sentinel node (its
 ``next`` is the most recently used item, its ``prev`` the least), with a size,
-counters, the expiry times of its keys that have one, and its own lock.
+counters and its own lock.
 ShardedMap manipulates these directly, inlined in its hot paths, so they are
 plain slotted records with no behaviour of their own beyond walking the list.
 
-Memory is the reason for the layout: a node is the only per-item object the map
-adds to the key and the value, so it holds only the four references an LRU list
-needs plus its shard (so a hit finds its lock without hashing the key). The rest
-is kept elsewhere or derived:
+Memory is the reason for the node's layout: it is the only per-item object the
+map adds to the key and the value. A slotted object with n slots takes
+16 (GC header) + 16 (object header) + 8n bytes on 64-bit CPython 3.11, rounded up
+to pymalloc's 16-byte size classes: 6 slots are 80 bytes, 7 were 96. So the node
+keeps the four references of an LRU list, its shard (a hit finds its lock
+without hashing the key) and its expiry time, and derives the key's UTF-8 length
+(for the byte budget) with :func:`key_bytes`, a flag test for an ASCII key.
 
-* the expiry time: in ``Shard.expiring``, a dict of only the keys that have one
-  (a map without TTLs pays nothing for them);
-* the key's UTF-8 length (for the byte budget): :func:`key_bytes`, which costs a
-  flag test for an ASCII key.
-
-A 5-slot node is 80 bytes on 64-bit CPython 3.11 (16 GC header + 16 object
-header + 5 x 8 = 72, rounded up by pymalloc); the 7-slot node it replaced was 96.
-Measured and rejected: dropping the shard slot by giving each shard its own Node
-subclass with ``shard`` as a class attribute (64 bytes). Nodes of ten types at
-one attribute site defeat CPython's per-type attribute caches, and every node
-access got about four times slower.
+Measured and rejected, to get to 4 slots (64 bytes): expiry times in a per-shard
+dict (costs a TTL'd item more than it saves) and the shard as a class attribute
+of a per-shard Node subclass (nodes of ten types at one attribute site defeat
+CPython's per-type attribute caches: every node access got ~4x slower).
 """
 
 from __future__ import annotations
@@ -49,16 +45,17 @@ class Node:
     recognises it after taking the lock.
 
     There is no ``__init__`` (a Python-level one costs a call per insert):
-    whoever makes a node sets all five slots (``Shard.new_node``, or inlined).
+    whoever makes a node sets all six slots (``Shard.new_node``, or inlined).
     A node never moves to another shard.
     """
 
-    __slots__ = ("key", "next", "prev", "shard", "value")
+    __slots__ = ("expires", "key", "next", "prev", "shard", "value")
 
     prev: Node
     next: Node
     key: str
     value: bytes
+    expires: float | None  # absolute expiry time, or None
     shard: Shard
 
 
@@ -93,7 +90,6 @@ class Shard:
         "evicted_bytes",
         "evicted_capacity",
         "evicted_expired",
-        "expiring",
         "free",
         "head",
         "hits",
@@ -111,11 +107,8 @@ class Shard:
         self.free: deque[bool] = deque([True])
         self.waiters = 0  # threads sleeping in wait_for_token
         self.wakeup = threading.Condition(threading.Lock())
-        self.head = self.new_node("", b"")
+        self.head = self.new_node("", b"", None)
         self.head.prev = self.head.next = self.head
-        # Key -> absolute expiry time, for this shard's keys that have one (and
-        # only those: a key without a TTL has no entry).
-        self.expiring: dict[str, float] = {}
         self.size = 0
         # Key plus value bytes, kept only when the shard has a byte budget: on
         # the unbudgeted fast paths the int arithmetic measured ~10% of a put.
@@ -171,18 +164,18 @@ class Shard:
         """Whether some thread holds the shard (a snapshot: it may change at once)."""
         return not self.free
 
-    def new_node(self, key: str, value: bytes) -> Node:
-        """A node of this shard holding *key* and *value*; the caller links it."""
+    def new_node(self, key: str, value: bytes, expires: float | None) -> Node:
+        """A node of this shard holding an item; the caller links it."""
         node = Node()
         node.shard = self
         node.key = key
         node.value = value
+        node.expires = expires
         return node
 
     def reset(self) -> None:
         head = self.head
         head.prev = head.next = head
-        self.expiring = {}
         self.size = 0
         self.nbytes = 0
 
@@ -198,9 +191,8 @@ class Shard:
     def entries_lru_first(self) -> list[tuple[str, bytes, float | None]]:
         head = self.head
         node = head.prev
-        expiring_get = self.expiring.get
         out = []
         while node is not head:
-            out.append((node.key, node.value, expiring_get(node.key)))
+            out.append((node.key, node.value, node.expires))
             node = node.prev
         return out

@@ -147,12 +147,8 @@ class ShardedMap:
                 # The node may have been deleted or reused for another key between
                 # the lookup and the lock; a dead node's key is "".
                 if node.key == key:
-                    expiring = shard.expiring
-                    if (
-                        not expiring
-                        or (expires := expiring.get(key)) is None
-                        or expires > self._clock()
-                    ):
+                    expires = node.expires
+                    if expires is None or expires > self._clock():
                         head = shard.head
                         first = head.next
                         if first is not node:
@@ -198,12 +194,8 @@ class ShardedMap:
                 shard.wait_for_token()
             try:
                 if node.key == key:
-                    expiring = shard.expiring
-                    if (
-                        not expiring
-                        or (expires := expiring.get(key)) is None
-                        or expires > self._clock()
-                    ):
+                    expires = node.expires
+                    if expires is None or expires > self._clock():
                         shard.hits += 1
                         return node.value
             finally:
@@ -253,7 +245,7 @@ class ShardedMap:
             if node is None:
                 shard.misses += 1
                 return default
-            expires = shard.expiring.get(key)
+            expires = node.expires
             if expires is not None and expires <= self._clock():
                 if self._reap_on_read:
                     self._unlink(shard, node, EvictionCause.EXPIRED, evicted)
@@ -289,7 +281,7 @@ class ShardedMap:
         try:
             if node.key != key:
                 return False
-            expires = shard.expiring.get(key)
+            expires = node.expires
             return expires is None or expires > self._clock()
         finally:
             free.append(True)
@@ -330,12 +322,11 @@ class ShardedMap:
             shard.acquire()
             try:
                 now = self._clock()
-                expiring_get = shard.expiring.get
                 head = shard.head
                 node = head.next
                 batch = []
                 while node is not head:
-                    expires = expiring_get(node.key)
+                    expires = node.expires
                     if expires is None or expires > now:
                         batch.append((node.key, node.value))
                     node = node.next
@@ -394,11 +385,7 @@ class ShardedMap:
                 try:
                     if node.key == key:
                         node.value = value
-                        expiring = shard.expiring
-                        if expires is not None:
-                            expiring[key] = expires
-                        elif expiring:
-                            expiring.pop(key, None)
+                        node.expires = expires
                         head = shard.head
                         first = head.next
                         if first is not node:
@@ -445,14 +432,13 @@ class ShardedMap:
                     if index.setdefault(key, node) is node:
                         node.key = key
                         node.value = value
+                        node.expires = expires
                         first = head.next
                         node.prev = head
                         node.next = first
                         first.prev = node
                         head.next = node
                         shard.size += 1
-                        if expires is not None:
-                            shard.expiring[key] = expires
                         return
                 elif index.setdefault(key, head) is head:
                     # Full. The sentinel sits just before the most recent item, so
@@ -461,12 +447,8 @@ class ShardedMap:
                     tail = head.prev
                     old_key = tail.key
                     del index[old_key]
-                    expiring = shard.expiring
-                    if (
-                        expiring
-                        and (old_expires := expiring.pop(old_key, None)) is not None
-                        and old_expires <= self._clock()
-                    ):
+                    old_expires = tail.expires
+                    if old_expires is not None and old_expires <= self._clock():
                         shard.evicted_expired += 1
                     else:
                         shard.evicted_capacity += 1
@@ -474,9 +456,8 @@ class ShardedMap:
                     tail.value = b""
                     head.key = key
                     head.value = value
+                    head.expires = expires
                     shard.head = tail
-                    if expires is not None:
-                        expiring[key] = expires
                     return
             finally:
                 free.append(True)
@@ -537,10 +518,8 @@ class ShardedMap:
         try:
             index = self._index
             node = index.get(key)
-            expiring = shard.expiring
             if node is not None:
                 shard.nbytes += len(value) - len(node.value)
-                node.value = value
                 self._move_to_front(shard, node)
             else:
                 head = shard.head
@@ -550,7 +529,7 @@ class ShardedMap:
                     # the new one (see put).
                     tail = head.prev
                     old_key = tail.key
-                    old_expires = expiring.pop(old_key, None) if expiring else None
+                    old_expires = tail.expires
                     cause = (
                         EvictionCause.EXPIRED
                         if old_expires is not None and old_expires <= self._clock()
@@ -575,13 +554,10 @@ class ShardedMap:
                     head.next = node
                     shard.size += 1
                 node.key = key
-                node.value = value
                 shard.nbytes += charge
                 index[key] = node
-            if expires is not None:
-                expiring[key] = expires
-            elif expiring:
-                expiring.pop(key, None)
+            node.value = value
+            node.expires = expires
             while shard.nbytes > shard.budget:
                 # The new item alone fits (checked above), so the loop stops before it.
                 self._unlink(shard, shard.head.prev, EvictionCause.BYTES, evicted)
@@ -628,7 +604,7 @@ class ShardedMap:
             if node is None:
                 return default
             value = node.value
-            expires = shard.expiring.get(key)
+            expires = node.expires
             live = expires is None or expires > (self._clock() if now is None else now)
             self._unlink(shard, node, None if live else EvictionCause.EXPIRED, evicted)
             return value if live else default
@@ -666,7 +642,7 @@ class ShardedMap:
             shard.acquire()
             try:
                 if node.key == key:
-                    expires = shard.expiring.get(key)
+                    expires = node.expires
                     if expires is None or expires > now:
                         self._move_to_front(shard, node)
                         touched += 1
@@ -688,7 +664,7 @@ class ShardedMap:
             shard.acquire()
             try:
                 if node.key == key:
-                    expires = shard.expiring.get(key)
+                    expires = node.expires
                     if expires is None or expires > self._clock():
                         return expires
             finally:
@@ -705,15 +681,12 @@ class ShardedMap:
             evicted: list[tuple[str, bytes, EvictionCause]] = []
             shard.acquire()
             try:
-                expiring = shard.expiring
-                if not expiring:  # no key of this shard has a TTL
-                    continue
                 now = self._clock() if fixed_now is None else fixed_now
                 head = shard.head
                 node = head.prev  # oldest first, so callbacks see eviction order
                 while node is not head:
                     before = node.prev
-                    expires = expiring.get(node.key)
+                    expires = node.expires
                     if expires is not None and expires <= now:
                         self._unlink(shard, node, EvictionCause.EXPIRED, evicted)
                         purged += 1
@@ -930,11 +903,6 @@ class ShardedMap:
                     assert count <= shard.capacity, f"shard {number} over capacity"
                 assert head.prev is prev, f"shard {number}: tail link broken"
                 assert head.shard is shard and head.key == "", f"shard {number}: bad sentinel"
-                for key, expires in shard.expiring.items():
-                    timed = self._index.get(key)
-                    assert timed is not None and timed.key == key, f"{key!r}: expiry of no item"
-                    assert timed.shard is shard, f"{key!r}: expiry kept by another shard"
-                    assert isinstance(expires, float), f"{key!r}: expiry {expires!r}"
                 assert count == shard.size, f"shard {number}: size {shard.size}, list {count}"
                 if self._max_bytes is not None:
                     assert total == shard.nbytes, f"shard {number}: {shard.nbytes} != {total} bytes"
@@ -973,9 +941,7 @@ class ShardedMap:
     def _insert_front_locked(
         self, shard: Shard, key: str, key_len: int, value: bytes, expires: float | None
     ) -> None:
-        node = shard.new_node(key, value)
-        if expires is not None:
-            shard.expiring[key] = expires
+        node = shard.new_node(key, value, expires)
         head = shard.head
         first = head.next
         node.prev = head
@@ -998,8 +964,6 @@ class ShardedMap:
         node.next.prev = node.prev
         key = node.key
         del self._index[key]
-        if shard.expiring:
-            shard.expiring.pop(key, None)
         shard.size -= 1
         shard.nbytes -= key_bytes(key) + len(node.value)
         if cause is not None:
