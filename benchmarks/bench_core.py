@@ -5,17 +5,22 @@
 
 Every contender runs in this one process on the same seeded operation streams,
 interleaved and repeated (contender order rotates each round), so machine noise
-hits all of them alike. One-thread streams are timed in CPU time of the thread
-(time.thread_time_ns), so time the process spends waiting for a CPU on a shared
-machine is not counted. Reported per stream: the median ns/op and ops/s over the
-repeats, and the ratio of ops/s to the OrderedDict LRU. Bytes per item is
-measured with tracemalloc while filling each container to capacity with keys and
-values that already exist, so it counts the container's own overhead. The load
-average before and after the run goes into the report.
+hits all of them alike. One-thread streams are interleaved finely: each
+contender has its own cache and they take turns over the stream, 5,000
+operations each, so the runs a ratio compares are milliseconds apart. They are
+timed in CPU time of the thread (time.thread_time_ns), so time the process
+spends waiting for a CPU on a shared machine is not counted. Reported per
+stream: the median ns/op and ops/s over the repeats, and the ratio of ops/s to
+the OrderedDict LRU. Bytes per item is measured with tracemalloc while filling
+each container to capacity with keys and values that already exist, so it
+counts the container's own overhead. The load average before and after the run
+goes into the report.
 
 Streams (100k keys, capacity 50k):
   mixed  80% get / 20% put, keys drawn from a Zipf(0.99) distribution, warm cache
   puts   puts of uniformly random keys into a full cache: most of them evict
+  evicting inserts  puts of keys that are not in the full cache (each was evicted
+         since it was last put), so every one is an insert that evicts
   hits   gets of keys that are all present, in random order
   mixed, 8 threads  the mixed stream split over 8 threads (wall time: with the
          GIL this measures how each lock behaves under contention)
@@ -189,12 +194,61 @@ def make_workloads(keys: int, capacity: int, ops: int, seed: int) -> list[Worklo
     mixed = [(rng.random() < 0.8, names[draw()]) for _ in range(ops)]
     puts = [(False, names[rng.randrange(keys)]) for _ in range(ops)]
     hits = [(True, warm[rng.randrange(capacity)]) for _ in range(ops)]
+    # The cold keys, then the warm ones, round and round: each key comes back after
+    # `keys` puts of other keys, by which time even the fullest shard evicted it.
+    cycle = names[capacity:] + warm
+    inserts = [(False, cycle[n % len(cycle)]) for n in range(ops)]
     return [
         Workload("mixed", warm, mixed),
         Workload("puts", warm, puts),
+        Workload("evicting inserts", warm, inserts),
         Workload("hits", warm, hits),
         Workload("mixed, 8 threads", warm, mixed, threads=8),
     ]
+
+
+CHUNK = 5_000  # ops per turn when one-thread streams are interleaved (~5 ms)
+
+
+def run_interleaved(
+    factories: dict[str, Callable[[int], Cache]],
+    order: Sequence[str],
+    capacity: int,
+    work: Workload,
+    value: bytes,
+) -> dict[str, float]:
+    """Return ns/op of each contender for one pass of a one-thread stream.
+
+    Every contender gets its own freshly prefilled cache, then they take turns
+    over the stream, CHUNK operations each, in *order*: a contender's time is the
+    sum of its chunks' thread CPU times. Runs compared are thus milliseconds
+    apart, not a whole pass, so a shift in the machine's load (other tenants
+    competing for caches and memory bandwidth) lands on all contenders alike.
+    """
+    caches = {name: factories[name](capacity) for name in order}
+    for cache in caches.values():
+        put = cache.put
+        for key in work.prefill:
+            put(key, value)
+    elapsed = dict.fromkeys(order, 0)
+    ops = work.ops
+    gc.collect()
+    gc.disable()
+    try:
+        for start in range(0, len(ops), CHUNK):
+            chunk = ops[start : start + CHUNK]
+            for name in order:
+                get, put = caches[name].get, caches[name].put
+                began = time.thread_time_ns()
+                for is_get, key in chunk:
+                    if is_get:
+                        get(key)
+                    else:
+                        put(key, value)
+                elapsed[name] += time.thread_time_ns() - began
+    finally:
+        gc.enable()
+    return {name: ns / len(ops) for name, ns in elapsed.items()}
 
 
 def run_once(factory: Callable[[int], Cache], capacity: int, work: Workload, value: bytes) -> float:
@@ -284,9 +338,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for round_no in range(args.repeats):
         order = names[round_no % len(names) :] + names[: round_no % len(names)]
         for work in workloads:
+            if work.threads == 1:
+                timed = run_interleaved(CONTENDERS, order, args.capacity, work, value)
+            else:
+                timed = {
+                    name: run_once(CONTENDERS[name], args.capacity, work, value) for name in order
+                }
             for name in order:
-                ns = run_once(CONTENDERS[name], args.capacity, work, value)
-                samples.setdefault((work.name, name), []).append(ns)
+                samples.setdefault((work.name, name), []).append(timed[name])
         print(f"round {round_no + 1}/{args.repeats} done", file=sys.stderr, flush=True)
     memory = {name: bytes_per_item(CONTENDERS[name], args.capacity) for name in names}
     load_after = machine_load.sample()
@@ -325,8 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Medians over the repeats; ratio = ops/s over the OrderedDict + lock LRU's ops/s. "
         "The baseline is the tightest plain LRU: closures over an OrderedDict and one "
         "threading.Lock with bound methods (`ordereddict_lru` in the script). One-thread "
-        "streams: CPU time of the thread; 8 threads: wall time. Per-round x: the ratio "
-        "within each round (the two runs moments apart), lowest and highest.",
+        "streams: CPU time of the thread, contenders taking turns over the stream 5,000 "
+        "operations at a time; 8 threads: wall time, one contender after another. "
+        "Per-round x: the ratio within each round, lowest and highest.",
         "",
     ]
     for work in workloads:
@@ -351,6 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     puts_ratio = (
         results["puts"][cachetools_name]["ns_per_op"] / results["puts"][sharded]["ns_per_op"]
     )
+    inserts = results["evicting inserts"]
+    insert_cost = inserts[sharded]["ns_per_op"] / inserts[BASELINE]["ns_per_op"]
     lines += [
         "## targets",
         "",
@@ -361,9 +423,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{'met' if mixed_ratio >= 1.0 else 'missed'} |",
         f"| puts: ShardedMap >= 1.5x cachetools + lock | {puts_ratio:.2f}x | "
         f"{'met' if puts_ratio >= 1.5 else 'missed'} |",
+        f"| evicting inserts: ShardedMap's cost / OrderedDict + lock's (lower is better) | "
+        f"{insert_cost:.2f}x | (tracked; issue 12 measured 1.95x) |",
         "",
     ]
-    lines += ["## memory", "", "| contender | bytes per item (container only) |", "|---|---:|"]
+    lines += [
+        "## memory",
+        "",
+        "Container only (tracemalloc while filling to capacity with existing keys and "
+        "8-byte values). What the server's store holds per item, key and value included, "
+        "on 1M keys: `benchmarks/results/memory.md` (bench_memory.py).",
+        "",
+        "| contender | bytes per item (container only) |",
+        "|---|---:|",
+    ]
     lines += [f"| {name} | {memory[name]:.0f} |" for name in names]
     report = "\n".join(lines) + "\n"
 

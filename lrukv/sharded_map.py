@@ -41,7 +41,7 @@ from zlib import crc32
 from lrukv import snapshot as snapshot_format
 from lrukv._keys import DEFAULT_MAX_KEY_BYTES, encode_key, shard_index
 from lrukv._limits import validate_sizes
-from lrukv._shard import UNBOUNDED, Node, Shard
+from lrukv._shard import UNBOUNDED, Node, Shard, key_bytes
 from lrukv.errors import (
     InvalidConfig,
     InvalidKey,
@@ -166,25 +166,14 @@ class ShardedMap:
                 free.append(True)
                 if shard.waiters:
                     shard.wake_a_waiter()
-        elif isinstance(key, str) and key.isprintable():
-            # A plain miss, inlined: only the miss counter needs the shard lock.
-            # isprintable() rules out control characters and lone surrogates.
-            encoded = key.encode()
-            if 0 < len(encoded) <= self._max_key_bytes:
-                shard = self._shards[crc32(encoded) % self._nshards]
-                free = shard.free
-                try:
-                    free.pop()  # take the shard's token: its lock (see Shard)
-                except IndexError:
-                    shard.wait_for_token()
-                try:
-                    if self._index.get(key) is None:
-                        shard.misses += 1
-                        return default
-                finally:
-                    free.append(True)
-                    if shard.waiters:
-                        shard.wake_a_waiter()
+        elif (
+            key.__class__ is str
+            and key.isascii()
+            and key.isprintable()
+            and 0 < len(key) <= self._max_key_bytes
+        ):
+            self._count_miss(key)
+            return default
         return self._get_slow(key, default, touch=True)
 
     def peek(self, key: str, default: bytes | None = None) -> bytes | None:
@@ -213,7 +202,38 @@ class ShardedMap:
                 free.append(True)
                 if shard.waiters:
                     shard.wake_a_waiter()
+        elif (
+            key.__class__ is str
+            and key.isascii()
+            and key.isprintable()
+            and 0 < len(key) <= self._max_key_bytes
+        ):
+            self._count_miss(key)
+            return default
         return self._get_slow(key, default, touch=False)
+
+    def _count_miss(self, key: str) -> None:
+        """Count a plain miss of a valid key (for an ASCII key, ``len`` is the
+        UTF-8 length and isprintable() rules out control characters).
+
+        The unlocked index lookup that found nothing is the answer: the read is
+        ordered before any insert racing it. Only the counter needs a lock, and
+        any shard's will do, because stats() reports the total of misses; so the
+        key's cached, per-process hash() picks the shard, not the stable crc32
+        of its encoding (which would cost an encode and a checksum per miss).
+        """
+        shard = self._shards[hash(key) % self._nshards]
+        free = shard.free
+        try:
+            free.pop()  # take the shard's token: its lock (see Shard)
+        except IndexError:
+            shard.wait_for_token()
+        try:
+            shard.misses += 1
+        finally:
+            free.append(True)
+            if shard.waiters:
+                shard.wake_a_waiter()
 
     def _get_slow(self, key: str, default: bytes | None, *, touch: bool) -> bytes | None:
         """The miss path: validate, find the shard by hash, settle under its lock."""
@@ -225,7 +245,8 @@ class ShardedMap:
             if node is None:
                 shard.misses += 1
                 return default
-            if node.expires is not None and node.expires <= self._clock():
+            expires = node.expires
+            if expires is not None and expires <= self._clock():
                 if self._reap_on_read:
                     self._unlink(shard, node, EvictionCause.EXPIRED, evicted)
                 shard.misses += 1
@@ -258,7 +279,10 @@ class ShardedMap:
         except IndexError:
             shard.wait_for_token()
         try:
-            return node.key == key and (node.expires is None or node.expires > self._clock())
+            if node.key != key:
+                return False
+            expires = node.expires
+            return expires is None or expires > self._clock()
         finally:
             free.append(True)
             if shard.waiters:
@@ -302,7 +326,8 @@ class ShardedMap:
                 node = head.next
                 batch = []
                 while node is not head:
-                    if node.expires is None or node.expires > now:
+                    expires = node.expires
+                    if expires is None or expires > now:
                         batch.append((node.key, node.value))
                     node = node.next
             finally:
@@ -383,12 +408,12 @@ class ShardedMap:
             # of a put. isprintable() rules out control characters and lone
             # surrogates, so only the UTF-8 length is left to check.
             encoded = key.encode()
-            key_bytes = len(encoded)
-            if not 0 < key_bytes <= self._max_key_bytes:
+            encoded_len = len(encoded)
+            if not 0 < encoded_len <= self._max_key_bytes:
                 raise InvalidKey(
                     "key must not be empty"
-                    if not key_bytes
-                    else f"key is {key_bytes} bytes; the limit is {self._max_key_bytes}"
+                    if not encoded_len
+                    else f"key is {encoded_len} bytes; the limit is {self._max_key_bytes}"
                 )
             shard = self._shards[crc32(encoded) % self._nshards]
             index = self._index
@@ -400,39 +425,40 @@ class ShardedMap:
             try:
                 head = shard.head
                 if shard.size < shard.capacity:
-                    node = Node(shard, key, value, expires, key_bytes)
+                    node = Node()
+                    # Before indexing: a thread holding an unlocked hint reads it.
+                    node.shard = shard
                     # setdefault both checks for a racing insert and indexes the node.
                     if index.setdefault(key, node) is node:
-                        shard.size += 1
-                        first = head.next
-                        node.prev = head
-                        node.next = first
-                        first.prev = node
-                        head.next = node
-                        return
-                else:
-                    # Full: reuse the least recently used node instead of allocating.
-                    node = head.prev
-                    if index.setdefault(key, node) is node:
-                        old_expires = node.expires
-                        if old_expires is not None and old_expires <= self._clock():
-                            shard.evicted_expired += 1
-                        else:
-                            shard.evicted_capacity += 1
-                        del index[node.key]
                         node.key = key
                         node.value = value
                         node.expires = expires
-                        node.key_bytes = key_bytes
-                        prev = node.prev
-                        prev.next = head
-                        head.prev = prev
                         first = head.next
                         node.prev = head
                         node.next = first
                         first.prev = node
                         head.next = node
+                        shard.size += 1
                         return
+                elif index.setdefault(key, head) is head:
+                    # Full. The sentinel sits just before the most recent item, so
+                    # it takes the new one and the least recently used node becomes
+                    # the sentinel: an eviction and an insert with no relinking.
+                    tail = head.prev
+                    old_key = tail.key
+                    del index[old_key]
+                    old_expires = tail.expires
+                    if old_expires is not None and old_expires <= self._clock():
+                        shard.evicted_expired += 1
+                    else:
+                        shard.evicted_capacity += 1
+                    tail.key = ""  # dead, for threads holding a stale index hint
+                    tail.value = b""
+                    head.key = key
+                    head.value = value
+                    head.expires = expires
+                    shard.head = tail
+                    return
             finally:
                 free.append(True)
                 if shard.waiters:
@@ -490,44 +516,48 @@ class ShardedMap:
         evicted: list[tuple[str, bytes, EvictionCause]] = []
         shard.acquire()
         try:
-            node = self._index.get(key)
+            index = self._index
+            node = index.get(key)
             if node is not None:
                 shard.nbytes += len(value) - len(node.value)
-                node.value = value
-                node.expires = expires
                 self._move_to_front(shard, node)
             else:
                 head = shard.head
                 if shard.size >= shard.capacity:
-                    # Reuse the least recently used node instead of allocating.
-                    node = head.prev
+                    # Evict the least recently used node and make it the sentinel;
+                    # the old sentinel, just before the most recent item, takes
+                    # the new one (see put).
+                    tail = head.prev
+                    old_key = tail.key
+                    old_expires = tail.expires
                     cause = (
                         EvictionCause.EXPIRED
-                        if node.expires is not None and node.expires <= self._clock()
+                        if old_expires is not None and old_expires <= self._clock()
                         else EvictionCause.CAPACITY
                     )
                     self._count_eviction(shard, cause)
                     if self._on_evict is not None:
-                        evicted.append((node.key, node.value, cause))
-                    del self._index[node.key]
-                    shard.nbytes -= node.key_bytes + len(node.value)
-                    prev = node.prev
-                    prev.next = head
-                    head.prev = prev
+                        evicted.append((old_key, tail.value, cause))
+                    del index[old_key]
+                    shard.nbytes -= key_bytes(old_key) + len(tail.value)
+                    tail.key = ""
+                    tail.value = b""
+                    shard.head = tail
+                    node = head
                 else:
-                    node = Node(shard)
+                    node = Node()
+                    node.shard = shard
+                    first = head.next
+                    node.prev = head
+                    node.next = first
+                    first.prev = node
+                    head.next = node
                     shard.size += 1
                 node.key = key
-                node.value = value
-                node.expires = expires
-                node.key_bytes = len(encoded)
-                first = head.next
-                node.prev = head
-                node.next = first
-                first.prev = node
-                head.next = node
                 shard.nbytes += charge
-                self._index[key] = node
+                index[key] = node
+            node.value = value
+            node.expires = expires
             while shard.nbytes > shard.budget:
                 # The new item alone fits (checked above), so the loop stops before it.
                 self._unlink(shard, shard.head.prev, EvictionCause.BYTES, evicted)
@@ -574,7 +604,8 @@ class ShardedMap:
             if node is None:
                 return default
             value = node.value
-            live = node.expires is None or node.expires > (self._clock() if now is None else now)
+            expires = node.expires
+            live = expires is None or expires > (self._clock() if now is None else now)
             self._unlink(shard, node, None if live else EvictionCause.EXPIRED, evicted)
             return value if live else default
         finally:
@@ -610,9 +641,11 @@ class ShardedMap:
             shard = node.shard
             shard.acquire()
             try:
-                if node.key == key and (node.expires is None or node.expires > now):
-                    self._move_to_front(shard, node)
-                    touched += 1
+                if node.key == key:
+                    expires = node.expires
+                    if expires is None or expires > now:
+                        self._move_to_front(shard, node)
+                        touched += 1
             finally:
                 shard.release()
         return touched
@@ -630,8 +663,10 @@ class ShardedMap:
             shard = node.shard
             shard.acquire()
             try:
-                if node.key == key and (node.expires is None or node.expires > self._clock()):
-                    return node.expires
+                if node.key == key:
+                    expires = node.expires
+                    if expires is None or expires > self._clock():
+                        return expires
             finally:
                 shard.release()
         raise KeyNotFound(key)
@@ -651,7 +686,8 @@ class ShardedMap:
                 node = head.prev  # oldest first, so callbacks see eviction order
                 while node is not head:
                     before = node.prev
-                    if node.expires is not None and node.expires <= now:
+                    expires = node.expires
+                    if expires is not None and expires <= now:
                         self._unlink(shard, node, EvictionCause.EXPIRED, evicted)
                         purged += 1
                     node = before
@@ -860,13 +896,13 @@ class ShardedMap:
                     assert shard_index(encoded, self._nshards) == number, (
                         f"{node.key!r} is in shard {number}, it hashes elsewhere"
                     )
-                    assert node.key_bytes == len(encoded), f"{node.key!r}: stale key length"
                     count += 1
-                    total += node.key_bytes + len(node.value)
+                    total += len(encoded) + len(node.value)
                     prev = node
                     node = node.next
                     assert count <= shard.capacity, f"shard {number} over capacity"
                 assert head.prev is prev, f"shard {number}: tail link broken"
+                assert head.shard is shard and head.key == "", f"shard {number}: bad sentinel"
                 assert count == shard.size, f"shard {number}: size {shard.size}, list {count}"
                 if self._max_bytes is not None:
                     assert total == shard.nbytes, f"shard {number}: {shard.nbytes} != {total} bytes"
@@ -903,13 +939,9 @@ class ShardedMap:
         head.next = node
 
     def _insert_front_locked(
-        self, shard: Shard, key: str, key_bytes: int, value: bytes, expires: float | None
+        self, shard: Shard, key: str, key_len: int, value: bytes, expires: float | None
     ) -> None:
-        node = Node(shard)
-        node.key = key
-        node.value = value
-        node.expires = expires
-        node.key_bytes = key_bytes
+        node = shard.new_node(key, value, expires)
         head = shard.head
         first = head.next
         node.prev = head
@@ -917,7 +949,7 @@ class ShardedMap:
         first.prev = node
         head.next = node
         shard.size += 1
-        shard.nbytes += key_bytes + len(value)
+        shard.nbytes += key_len + len(value)
         self._index[key] = node
 
     def _unlink(
@@ -930,9 +962,10 @@ class ShardedMap:
         """Remove *node* (shard lock held). ``cause`` None means an explicit delete."""
         node.prev.next = node.next
         node.next.prev = node.prev
-        del self._index[node.key]
+        key = node.key
+        del self._index[key]
         shard.size -= 1
-        shard.nbytes -= node.key_bytes + len(node.value)
+        shard.nbytes -= key_bytes(key) + len(node.value)
         if cause is not None:
             self._count_eviction(shard, cause)
             if self._on_evict is not None:

@@ -8,11 +8,12 @@ under a fake clock, the byte budget and snapshot/restore are all exercised.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from lrukv import EvictionCause, ShardedMap
+from lrukv import EvictionCause, KeyNotFound, ShardedMap, ValueTooLarge
 from tests.core.model import ModelMap
 
 # Few keys, so that shards fill, keys collide and evictions happen; some are
@@ -34,24 +35,61 @@ class ShardedMapMachine(RuleBasedStateMachine):
         items_per_shard=st.integers(1, 5),
         budgeted=st.booleans(),
         budget_per_shard=st.integers(60, 160),
+        callback=st.booleans(),
     )
     def create(
-        self, shards: int, items_per_shard: int, budgeted: bool, budget_per_shard: int
+        self,
+        shards: int,
+        items_per_shard: int,
+        budgeted: bool,
+        budget_per_shard: int,
+        callback: bool,
     ) -> None:
         max_bytes = shards * budget_per_shard if budgeted else None
+        # Without a byte budget and a callback, puts take the map's inlined fast
+        # paths; with either, the general one. Both must match the model.
+        self.callback = callback
         self.real = ShardedMap(
             shards,
             items_per_shard,
             max_bytes=max_bytes,
             clock=lambda: self.clock_now,
-            on_evict=lambda k, v, c: self.evicted.append((k, v, c)),
+            on_evict=(lambda k, v, c: self.evicted.append((k, v, c))) if callback else None,
         )
         self.model = ModelMap(shards, items_per_shard, max_bytes, now=self.clock_now)
 
+    def refused_as_too_large(self, key: str, value: bytes, **kwargs: float) -> bool:
+        """An item larger than a shard's byte budget is refused, changing nothing."""
+        budget = self.model.budget
+        if budget is None or len(key.encode()) + len(value) <= budget:
+            return False
+        with pytest.raises(ValueTooLarge):
+            self.real.put(key, value, **kwargs)
+        return True
+
     @rule(key=keys, value=values, ttl=ttls)
     def put(self, key: str, value: bytes, ttl: float | None) -> None:
+        if self.refused_as_too_large(key, value):
+            return
         self.real.put(key, value, ttl)
         self.model.put(key, value, None if ttl is None else self.clock_now + ttl)
+
+    @rule(key=keys, value=values, seconds=st.floats(min_value=-5, max_value=30))
+    def put_expiring_at(self, key: str, value: bytes, seconds: float) -> None:
+        expires_at = self.clock_now + seconds  # may be in the past: stored, already expired
+        if self.refused_as_too_large(key, value, expires_at=expires_at):
+            return
+        self.real.put(key, value, expires_at=expires_at)
+        self.model.put(key, value, expires_at)
+
+    @rule(key=keys)
+    def expires_at(self, key: str) -> None:
+        item = self.model.shard(key).get(key)
+        if item is None or self.model.expired(item):
+            with pytest.raises(KeyNotFound):
+                self.real.expires_at(key)
+        else:
+            assert self.real.expires_at(key) == item[1]
 
     @rule(key=keys)
     def get(self, key: str) -> None:
@@ -111,7 +149,8 @@ class ShardedMapMachine(RuleBasedStateMachine):
         assert stats.hits == self.model.hits
         assert stats.misses == self.model.misses
         assert dict(stats.evictions) == self.model.evictions
-        assert self.evicted == self.model.evicted_log
+        if self.callback:
+            assert self.evicted == self.model.evicted_log
 
 
 ShardedMapMachine.TestCase.settings = settings(
