@@ -35,7 +35,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
+import grpc
 from flask import Flask
 
 from lrukv_server.api.grpc_server import GrpcServer, format_addr
@@ -43,12 +45,16 @@ from lrukv_server.api.http_app import create_app
 from lrukv_server.config import ConfigError, ServerConfig, resolve_data_dir
 from lrukv_server.errors import Unavailable
 from lrukv_server.fsm import Member, StoreFSM
+from lrukv_server.observability.request_id import RequestIdInterceptor, request_id_middleware
 from lrukv_server.raft import RaftConfig, RaftNode
 from lrukv_server.service.base import KVService, ServerInfo
 from lrukv_server.service.local import CommandWriter, HealthCheck, LocalService
 from lrukv_server.service.replicated import ReplicaStateMachine, ReplicatedService
-from lrukv_server.transport import TransportOptions
+from lrukv_server.transport import TransportOptions, WsgiMiddleware
 from lrukv_server.txlog import Backend, LoggedStore
+
+if TYPE_CHECKING:
+    from lrukv_server.observability.tracing import Tracing
 
 __all__ = ["Agent", "ServiceWrapper", "advertised_host"]
 
@@ -86,6 +92,7 @@ class Agent:
     ) -> None:
         self.config = config
         self.http_addr = http_addr
+        self.tracing: Tracing | None = None  # with -t: made by _transport_options
         self.transport = transport if transport is not None else self._transport_options()
         self._service_wrapper = service_wrapper
         self._releases: list[tuple[str, Callable[[], None]]] = []
@@ -104,6 +111,9 @@ class Agent:
 
     def start(self) -> None:
         """Run every setup step; on failure release what was set up, then raise."""
+        if self.tracing is not None:
+            # First registered, so released last: spans of the shutdown are exported too.
+            self._on_shutdown("tracing (exports buffered spans)", self.tracing.shutdown)
         try:
             grpc_server = self._bind_grpc()
             if self.config.cluster.enabled:
@@ -121,8 +131,33 @@ class Agent:
 
     def _transport_options(self) -> TransportOptions:
         """The options both servers are built with, from the config: TLS,
-        interceptors and middleware are added here, by the parts that own them."""
-        return TransportOptions()
+        interceptors and middleware are added here, by the parts that own them.
+
+        Outermost first: request ids (always; cheap), then tracing (with -t),
+        so a request's span carries its id."""
+        interceptors: list[grpc.ServerInterceptor[Any, Any]] = [RequestIdInterceptor()]
+        middleware: list[WsgiMiddleware] = [request_id_middleware]
+        self.tracing = self._make_tracing()
+        if self.tracing is not None:
+            interceptors.append(self.tracing.grpc_interceptor())
+            middleware.append(self.tracing.wsgi_middleware)
+        return TransportOptions(
+            grpc_interceptors=tuple(interceptors), wsgi_middleware=tuple(middleware)
+        )
+
+    def _make_tracing(self) -> Tracing | None:
+        """The node's tracer provider with -t, else None (and OpenTelemetry is
+        not even imported). Runs in the worker, after the fork."""
+        obs = self.config.observability
+        if not obs.tracing:
+            return None
+        from lrukv_server.observability.tracing import Tracing  # noqa: PLC0415 (only with -t)
+
+        return Tracing(
+            node_id=self.config.node_id,
+            endpoint=obs.jaeger,
+            sample_ratio=obs.trace_sample_ratio,
+        )
 
     def _on_shutdown(self, name: str, release: Callable[[], None]) -> None:
         self._releases.append((name, release))
@@ -163,6 +198,8 @@ class Agent:
             ) from None
         # Replays the log into the state machine before anything is served.
         logged = LoggedStore.open(cfg.txlog, fsm, data_dir=data_dir, node_id=cfg.node_id)
+        if self.tracing is not None:
+            logged.wrap_sync(self.tracing.wrap_sync)
         # Closed after the service (releases run in reverse): flushes the log.
         self._on_shutdown("transaction log", logged.close)
         self._health_checks["txlog"] = lambda: _describe_log_health(logged)
@@ -205,8 +242,12 @@ class Agent:
             join_addr=cluster.join or None,
             data_dir=str(resolve_data_dir(cfg) / "raft"),
         )
+        tracing = self.tracing
         try:
-            raft = RaftNode(raft_config.validate(), replica)
+            raft = RaftNode(
+                raft_config.validate(),
+                replica if tracing is None else tracing.wrap_state_machine(replica),
+            )
         except ValueError as exc:
             raise ConfigError(f"cluster: {exc}") from None
         except Unavailable as exc:
@@ -216,7 +257,7 @@ class Agent:
         me = Member(cfg.node_id, cluster.raft_addr, node.http_addr, node.rpc_addr)
         service = ReplicatedService(
             fsm,
-            raft,
+            raft if tracing is None else tracing.wrap_consensus(raft),
             replica,
             me=me,
             max_value_bytes=cfg.max_value_bytes,
@@ -232,6 +273,8 @@ class Agent:
         return self._expose(service)
 
     def _expose(self, service: KVService) -> KVService:
+        if self.tracing is not None:
+            service = self.tracing.wrap_service(service)
         if self._service_wrapper is not None:
             service = self._service_wrapper(service)
         self.service = service
