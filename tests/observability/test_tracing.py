@@ -88,7 +88,7 @@ def _one(spans: list[ReadableSpan], name: str) -> ReadableSpan:
 
 def _is_child(child: ReadableSpan, parent: ReadableSpan) -> bool:
     assert child.parent is not None and parent.context is not None
-    return child.parent.span_id == parent.context.span_id
+    return bool(child.parent.span_id == parent.context.span_id)
 
 
 def _no_key_anywhere(spans: list[ReadableSpan]) -> None:
@@ -114,7 +114,7 @@ def test_an_http_put_continues_the_callers_trace_down_to_the_log_sync(
     put = _one(spans, "kv.put")
     sync = _one(spans, "txlog.sync")
     assert request.kind is SpanKind.SERVER
-    assert format(request.context.trace_id, "032x") == TRACE_ID  # type: ignore[union-attr]
+    assert format(request.context.trace_id, "032x") == TRACE_ID
     assert request.parent is not None and request.parent.is_remote
     assert _is_child(put, request) and _is_child(sync, put)
     assert request.attributes is not None and put.attributes is not None
@@ -144,7 +144,7 @@ def test_a_missing_key_is_an_answer_not_a_failed_span(start_agent: StartAgent) -
     call = _one(spans, "lrukv.v1.KV/Get")
     get = _one(spans, "kv.get")
     assert call.kind is SpanKind.SERVER and _is_child(get, call)
-    assert format(call.context.trace_id, "032x") == TRACE_ID  # type: ignore[union-attr]
+    assert format(call.context.trace_id, "032x") == TRACE_ID
     assert call.attributes is not None and get.attributes is not None
     assert call.attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
     assert call.attributes["rpc.method"] == "Get"
@@ -190,8 +190,8 @@ def test_a_stream_span_covers_the_whole_stream(start_agent: StartAgent) -> None:
     kv_items = [span for span in spans if span.name == "kv.items"]
     assert len(kv_items) == 2
     assert {span.parent.span_id for span in kv_items if span.parent} == {
-        stream.context.span_id,  # type: ignore[union-attr]
-        http_items.context.span_id,  # type: ignore[union-attr]
+        stream.context.span_id,
+        http_items.context.span_id,
     }
     assert stream.attributes is not None
     assert stream.attributes["rpc.grpc.status_code"] == 0
