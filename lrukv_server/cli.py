@@ -7,49 +7,22 @@ taken, the transaction log cannot be opened…). The error is one line on stderr
 
 from __future__ import annotations
 
-import json
-import logging
 import sys
 from collections.abc import Sequence
 
 from lrukv_server.agent import ServiceWrapper
 from lrukv_server.config import ConfigError, LogMode, ServerConfig, load_config
 from lrukv_server.gunicorn_app import LrukvApplication, bind_http, process_started_at
+from lrukv_server.observability import logs
 
 __all__ = ["configure_logging", "main"]
 
 
-class _JsonFormatter(logging.Formatter):
-    """One JSON object per line: what log shippers expect in production."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "pid": record.process,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
-
-
-def configure_logging(mode: LogMode) -> None:
+def configure_logging(mode: LogMode, *, node_id: str = "") -> None:
     """prod: JSON lines at INFO; development: readable lines at INFO; debug: at DEBUG.
-    Everything goes to stderr; stdout carries only the start-up lines."""
-    handler = logging.StreamHandler(sys.stderr)
-    if mode is LogMode.PROD:
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
-        )
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if mode is LogMode.DEBUG else logging.INFO)
+    Everything goes to stderr; stdout carries only the start-up lines.
+    (The formats: lrukv_server.observability.logs.)"""
+    logs.configure_logging(mode, node_id=node_id)
 
 
 def _warn_not_implemented(config: ServerConfig) -> None:
@@ -89,7 +62,7 @@ def main(
     except ConfigError as exc:
         print(f"lrukv-server: error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(config.logging.mode)
+    configure_logging(config.logging.mode, node_id=config.node_id)
     _warn_not_implemented(config)
     _warn_insecure_cluster(config)
 
