@@ -68,7 +68,7 @@ def test_every_grpc_call_carries_a_request_id_errors_too(agent: Agent) -> None:
         kv = kv_pb2_grpc.KVStub(channel)
         _, call = kv.Put.with_call(kv_pb2.PutRequest(key="k", value=b"v"), timeout=TIMEOUT)
         made = dict(call.initial_metadata())["x-request-id"]
-        assert _HEX16.match(made)
+        assert isinstance(made, str) and _HEX16.match(made)
         with pytest.raises(grpc.RpcError) as missing:
             kv.Get(
                 kv_pb2.GetRequest(key="absent"),
@@ -78,7 +78,8 @@ def test_every_grpc_call_carries_a_request_id_errors_too(agent: Agent) -> None:
         assert dict(missing.value.initial_metadata())["x-request-id"] == "client-42"  # type: ignore[attr-defined]
         stream = kv.GetKeysValues(kv_pb2.GetKeysValuesRequest(), timeout=TIMEOUT)
         assert [item.key for item in stream] == ["k"]
-        assert _HEX16.match(dict(stream.initial_metadata())["x-request-id"])
+        streamed = dict(stream.initial_metadata())["x-request-id"]
+        assert isinstance(streamed, str) and _HEX16.match(streamed)
 
 
 class _LoggingService:
@@ -101,7 +102,7 @@ def test_a_log_line_made_during_a_request_carries_its_id(
     node = Agent(
         load_config(["--grpc-port", "0", "--data-dir", str(tmp_path)], env={}),
         http_addr="127.0.0.1:8080",
-        service_wrapper=_LoggingService,  # type: ignore[arg-type]
+        service_wrapper=_LoggingService,
     )
     node.start()
     root = logging.getLogger()
