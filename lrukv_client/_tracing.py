@@ -20,8 +20,8 @@ import grpc
 import grpc.aio
 
 __all__ = [
-    "AioTraceContextInterceptor",
     "TraceContextInterceptor",
+    "aio_trace_interceptors",
     "otel_installed",
     "trace_headers",
     "with_trace_headers",
@@ -87,18 +87,21 @@ class TraceContextInterceptor(
         return continuation(_details_with_trace(client_call_details), request)
 
 
-class AioTraceContextInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
-    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
-):
-    """Adds :func:`trace_headers` to each call's metadata (asyncio channels)."""
-
+class _AioUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], client_call_details: Any, request: Any
     ) -> Any:
         return await continuation(_details_with_trace(client_call_details), request)
 
+
+class _AioUnaryStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], client_call_details: Any, request: Any
     ) -> Any:
         return await continuation(_details_with_trace(client_call_details), request)
+
+
+def aio_trace_interceptors() -> list[Any]:
+    """Interceptors adding :func:`trace_headers` to each call's metadata (asyncio
+    channels). Two objects: grpc.aio files an interceptor under one call kind only."""
+    return [_AioUnaryUnary(), _AioUnaryStream()]

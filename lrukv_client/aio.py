@@ -34,7 +34,7 @@ from lrukv_client._grpc_common import (
     ttl_of,
 )
 from lrukv_client._targets import Targets, parse_servers
-from lrukv_client._tracing import AioTraceContextInterceptor, otel_installed
+from lrukv_client._tracing import aio_trace_interceptors, otel_installed
 from lrukv_client.client import DEFAULT_GRPC_PORT, DEFAULT_GRPC_SERVER
 from lrukv_client.errors import (
     DeadlineExceeded,
@@ -259,7 +259,7 @@ class AsyncClient:
         stub = self._stubs.get(target)
         if stub is None:
             # The caller's trace context goes along when OpenTelemetry is installed.
-            traced: Any = [AioTraceContextInterceptor()] if otel_installed() else None
+            traced = aio_trace_interceptors() if otel_installed() else None
             if self._credentials is not None:
                 channel = grpc.aio.secure_channel(
                     target, self._credentials, self._options, interceptors=traced

@@ -4,11 +4,12 @@ over gRPC and over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from lrukv_client import Client, HttpClient
+from lrukv_client import AsyncClient, Client, HttpClient
 from tests.conftest import StartServer
 from tests.observability.otlp_receiver import ReceivedSpan, otlp_receiver
 
@@ -34,6 +35,14 @@ def test_the_sdks_trace_continues_in_the_servers_spans(
             HttpClient(server.http_url, timeout=10) as http,
         ):
             http.put("k2", b"v2")
+
+        async def async_put() -> None:
+            async with AsyncClient(server.rpc_addr, timeout=10) as kv:
+                await kv.put("k3", b"v3")
+                [item async for item in kv.items()]
+
+        with tracer.start_as_current_span("async-caller") as async_caller:
+            asyncio.run(async_put())
         # Outside any span, the SDK sends no traceparent: the server starts its own trace.
         with Client(server.rpc_addr, timeout=10) as kv:
             kv.delete("k")
@@ -58,9 +67,17 @@ def test_the_sdks_trace_continues_in_the_servers_spans(
     assert requests[0].parent_span_id == _hex(http_caller.get_span_context().span_id, 16)
     assert requests[0].attributes["http.response.status_code"] == 201
 
+    async_spans = by_trace(async_caller)
+    async_id = _hex(async_caller.get_span_context().span_id, 16)
+    async_calls = [s for s in async_spans if s.parent_span_id == async_id]
+    assert sorted(s.name for s in async_calls) == [
+        "lrukv.v1.KV/GetKeysValues",
+        "lrukv.v1.KV/Put",
+    ], spans
+
     deletes = [s for s in spans if s.name == "lrukv.v1.KV/Delete"]
     assert len(deletes) == 1 and deletes[0].parent_span_id == ""
-    assert deletes[0].trace_id not in {s.trace_id for s in grpc_spans + http_spans}
+    assert deletes[0].trace_id not in {s.trace_id for s in grpc_spans + http_spans + async_spans}
 
 
 def test_an_unreachable_collector_never_stops_the_server(lrukv_server_factory: StartServer) -> None:
