@@ -7,7 +7,9 @@ step fails, what was already set up is released before the error propagates.
 Setup order, and why:
 
 0. transport options         TLS, interceptors, middleware (lrukv_server.transport):
-                             one object for both servers, built before either
+                             one object for both servers, built before either;
+                             request ids always, tracing with -t (its provider
+                             is made here, in the worker, and flushed last)
 1. bind the gRPC port        fail fast on a taken port, before a long log replay
 2. open the store            the StoreFSM over a ShardedMap, and the transaction
                              log's LoggedStore (replays the log) when it is on
