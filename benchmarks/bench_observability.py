@@ -264,7 +264,11 @@ def main() -> int:
         for repeat in range(1, setup.repeats + 1):
             shift = (repeat - 1) % len(names)
             for config in names[shift:] + names[:shift]:
-                with lrukv_server(setup.server_cpu, workdir, _args_for(config, receiver)) as server:
+                # A generous start deadline: on a saturated shared machine start-up
+                # alone has taken over 30 s.
+                with lrukv_server(
+                    setup.server_cpu, workdir, _args_for(config, receiver), ready_timeout=120
+                ) as server:
                     runs += _measure(setup, config, server, repeat, workdir)
         time.sleep(0.1)
         load_note = machine_load.describe(before, machine_load.sample())

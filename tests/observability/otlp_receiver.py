@@ -32,6 +32,7 @@ class ReceivedSpan:
     parent_span_id: str
     name: str
     service_name: str
+    node_id: str  # the sender's lrukv.node.id
     attributes: dict[str, object]
 
 
@@ -50,14 +51,9 @@ class Receiver:
         received: list[ReceivedSpan] = []
         count = 0
         for resource_spans in request.resource_spans:
-            service = next(
-                (
-                    a.value.string_value
-                    for a in resource_spans.resource.attributes
-                    if a.key == "service.name"
-                ),
-                "",
-            )
+            resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+            service = resource.get("service.name", "")
+            node_id = resource.get("lrukv.node.id", "")
             for scope_spans in resource_spans.scope_spans:
                 count += len(scope_spans.spans)
                 if not self.keep:
@@ -74,6 +70,7 @@ class Receiver:
                             span.parent_span_id.hex(),
                             span.name,
                             service,
+                            node_id,
                             attributes,
                         )
                     )
