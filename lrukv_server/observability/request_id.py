@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -92,11 +92,32 @@ def request_id_middleware(app: WSGIApplication) -> WSGIApplication:
 
         token = current.set(request_id)
         try:
-            return app(environ, start)
+            return _BodyWithRequestId(app(environ, start), request_id)
         finally:
             current.reset(token)
 
     return with_request_id
+
+
+class _BodyWithRequestId:
+    """A response body that sets :data:`current` while it is produced, so the
+    lines logged by a streamed body (NDJSON items) carry the request's id."""
+
+    __slots__ = ("_body", "_request_id")
+
+    def __init__(self, body: Iterable[bytes], request_id: str) -> None:
+        self._body = body
+        self._request_id = request_id
+
+    def __iter__(self) -> Iterator[bytes]:
+        # Set around each step, never across a yield: a body left unfinished must
+        # not leave its id on the thread for whatever runs there next.
+        return iterate_within(self._body, lambda: current.set(self._request_id), current.reset)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            close()
 
 
 def _incoming_id(details: grpc.HandlerCallDetails) -> str | None:

@@ -21,6 +21,7 @@ from lrukv_server.observability import logs, request_id
 from lrukv_server.service.base import KVService
 from tests.conftest import StartServer
 from tests.harness import ServerProcess
+from tests.server.faults import MIDSTREAM_FAULT_KEY, FaultyService
 
 TIMEOUT = 10
 _ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$")
@@ -170,3 +171,34 @@ def test_debug_mode_logs_raft_events(lrukv_server_factory: StartServer, tmp_path
     stderr = server.stderr()
     assert wanted in stderr, stderr
     assert " DEBUG " in stderr
+
+
+def test_a_streamed_bodys_error_line_carries_the_requests_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The NDJSON items stream logs a server failure after the status line is sent."""
+    node = Agent(
+        load_config(["--grpc-port", "0", "--data-dir", str(tmp_path)], env={}),
+        http_addr="127.0.0.1:8080",
+        service_wrapper=FaultyService,
+    )
+    node.start()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    logs.configure_logging(LogMode.PROD)
+    try:
+        assert node.wsgi_app is not None
+        client = node.wsgi_app.test_client()
+        client.put(f"/v1/{MIDSTREAM_FAULT_KEY}", data=b"v")
+        client.put("/v1/zzz", data=b"v")
+        response = client.get("/v1/util/items", headers={"X-Request-Id": "stream-1"})
+        body = response.get_data()
+        response.close()
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        node.shutdown()
+    assert b'"error"' in body
+    errors = [line for line in lines if "streaming" in line["msg"]]
+    assert [line.get("request_id") for line in errors] == ["stream-1"], lines

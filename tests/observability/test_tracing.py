@@ -5,6 +5,7 @@ an error status exactly when the server failed."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -283,3 +284,24 @@ def test_a_forwarded_proposal_and_its_apply_are_spans_of_the_request() -> None:
     assert tracing.force_flush()
     assert len(exporter.get_finished_spans()) == len(spans)
     tracing.shutdown()
+
+
+def test_the_originals_jaeger_url_is_mapped_to_otlp_and_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="lrukv_server.observability.tracing"):
+        tracing = Tracing(node_id="n1", endpoint="http://jaeger:14268/api/traces")
+        plain = Tracing(node_id="n1", endpoint="http://127.0.0.1:4318")
+    try:
+        assert tracing.endpoint == "http://jaeger:4318/v1/traces"
+        assert plain.endpoint == "http://127.0.0.1:4318/v1/traces"
+        mapped = [
+            r.getMessage() for r in caplog.records if "Jaeger collector URL" in r.getMessage()
+        ]
+        assert mapped == [
+            "tracing: http://jaeger:14268/api/traces is a Jaeger collector URL; exporting "
+            "OTLP/HTTP to http://jaeger:4318/v1/traces instead (Jaeger ingests OTLP natively)"
+        ]
+    finally:
+        tracing.shutdown()
+        plain.shutdown()
