@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from lrukv._extras import EXIT_MISSING_EXTRA, missing_extra_message
 from lrukv_server.agent import ServiceWrapper
 from lrukv_server.config import ConfigError, LogMode, ServerConfig, load_config
 from lrukv_server.gunicorn_app import LrukvApplication, bind_http, process_started_at
@@ -35,6 +36,18 @@ def _warn_not_implemented(config: ServerConfig) -> None:
             file=sys.stderr,
             flush=True,
         )
+
+
+def _tracing_missing(config: ServerConfig) -> str | None:
+    """With -t, the line to print when OpenTelemetry is not installed (else None).
+    Checked in the master, so the worker never dies of it with a traceback."""
+    if not config.observability.tracing:
+        return None
+    try:
+        import lrukv_server.observability.tracing  # noqa: F401, PLC0415 (only with -t)
+    except ModuleNotFoundError as exc:
+        return missing_extra_message(exc, prog="lrukv-server", what="tracing (-t)", needs="server")
+    return None
 
 
 def _warn_insecure_cluster(config: ServerConfig) -> None:
@@ -63,6 +76,10 @@ def main(
         print(f"lrukv-server: error: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.logging.mode, node_id=config.node_id)
+    missing = _tracing_missing(config)
+    if missing is not None:
+        print(missing, file=sys.stderr)
+        return EXIT_MISSING_EXTRA
     _warn_not_implemented(config)
     _warn_insecure_cluster(config)
 

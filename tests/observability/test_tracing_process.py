@@ -5,12 +5,16 @@ over gRPC and over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import time
+from pathlib import Path
 
 from opentelemetry.sdk.trace import TracerProvider
 
 from lrukv_client import AsyncClient, Client, HttpClient
 from tests.conftest import StartServer
+from tests.harness import REPO_ROOT, server_command
 from tests.observability.otlp_receiver import ReceivedSpan, otlp_receiver
 
 
@@ -89,3 +93,23 @@ def test_an_unreachable_collector_never_stops_the_server(lrukv_server_factory: S
     started = time.monotonic()
     assert server.stop() == 0
     assert time.monotonic() - started < 25  # the export timeout bounds the final flush
+
+
+def test_t_without_opentelemetry_installed_is_one_line_naming_the_extra(tmp_path: Path) -> None:
+    # sitecustomize hides the package exactly as if it were not installed.
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['opentelemetry'] = None\n")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LRUKV_")}
+    environ["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(REPO_ROOT)])
+    result = subprocess.run(
+        [*server_command(), "-t", "--http-port", "0", "--grpc-port", "0"],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 127
+    assert result.stderr == (
+        "lrukv-server: tracing (-t) needs the 'server' extra: pip install 'lrukv[server]' "
+        "(missing module: opentelemetry)\n"
+    )
