@@ -1,9 +1,9 @@
 """A tiny OTLP/HTTP traces receiver on loopback, for tests and benchmarks.
 
 It takes ``POST /v1/traces`` with an ``ExportTraceServiceRequest`` (protobuf,
-optionally gzip'd), answers 200 as a collector does, and keeps the spans
-(``keep=False`` only counts them, for load tests where export cost must be real
-but memory must not grow).
+optionally gzip'd), answers 200 as a collector does, and keeps the spans.
+``keep=False`` only counts the exports and their bytes without decoding them,
+for load tests: the sender's export cost is real, the receiver's is tiny.
 """
 
 from __future__ import annotations
@@ -43,9 +43,16 @@ class Receiver:
         self.endpoint = f"http://127.0.0.1:{port}/v1/traces"
         self.keep = keep
         self.spans: list[ReceivedSpan] = []
-        self.span_count = 0
+        self.span_count = 0  # decoded spans (keep=True only)
         self.requests = 0
+        self.bytes = 0
         self._lock = threading.Lock()
+
+    def count(self, size: int) -> None:
+        """An export taken without decoding it (``keep=False``)."""
+        with self._lock:
+            self.requests += 1
+            self.bytes += size
 
     def take(self, request: ExportTraceServiceRequest) -> None:
         received: list[ReceivedSpan] = []
@@ -89,7 +96,10 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             if self.path != "/v1/traces":
                 self.send_error(404)
                 return
-            receiver.take(ExportTraceServiceRequest.FromString(body))
+            if receiver.keep:
+                receiver.take(ExportTraceServiceRequest.FromString(body))
+            else:
+                receiver.count(len(body))
             answer = ExportTraceServiceResponse().SerializeToString()
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
