@@ -136,10 +136,16 @@ class RequestIdInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
+        request_id = sane_request_id(_incoming_id(handler_call_details))
+        # Set while the inner interceptors run too, so a tracing span started
+        # there is tagged with the id.
+        token = current.set(request_id)
+        try:
+            handler = continuation(handler_call_details)
+        finally:
+            current.reset(token)
         if handler is None:
             return None
-        request_id = sane_request_id(_incoming_id(handler_call_details))
 
         def around(behaviour: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
             def with_request_id(request: Any, context: grpc.ServicerContext) -> Any:

@@ -235,15 +235,17 @@ class Tracing:
                 return app(environ, start_response)  # not sampled: unwrapped
             method = environ.get("REQUEST_METHOD", "")
             route = http_route(environ.get("PATH_INFO", ""))
-            span = tracer.start_span(f"{method} {route}", context=parent, kind=SpanKind.SERVER)
-            if not span.is_recording():
-                # Not sampled: nothing below makes a span either (they all check), so
-                # the request runs unwrapped.
-                return app(environ, start_response)
-            span.set_attributes({"http.request.method": method, "http.route": route})
+            attributes = {"http.request.method": method, "http.route": route}
             rid = request_id.current.get()
             if rid is not None:
-                span.set_attribute("lrukv.request_id", rid)
+                attributes["lrukv.request_id"] = rid
+            span = tracer.start_span(
+                f"{method} {route}", context=parent, kind=SpanKind.SERVER, attributes=attributes
+            )
+            if not span.is_recording():
+                # The caller did not sample it: nothing below makes a span either
+                # (they all check), so the request runs unwrapped.
+                return app(environ, start_response)
 
             def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
                 code = int(status[:3])
@@ -351,13 +353,15 @@ class _TracingInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         else:
             return handler  # not sampled: the call runs unwrapped
         # The span starts here, just before grpcio runs the handler on this thread.
-        span = self._tracer.start_span(f"{service}/{method}", context=parent, kind=SpanKind.SERVER)
-        if not span.is_recording():
-            return handler  # not sampled: the call runs unwrapped
-        span.set_attributes({"rpc.system": "grpc", "rpc.service": service, "rpc.method": method})
+        attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
         rid = request_id.current.get()
         if rid is not None:
-            span.set_attribute("lrukv.request_id", rid)
+            attributes["lrukv.request_id"] = rid
+        span = self._tracer.start_span(
+            f"{service}/{method}", context=parent, kind=SpanKind.SERVER, attributes=attributes
+        )
+        if not span.is_recording():
+            return handler  # the caller did not sample it: the call runs unwrapped
         span_context = trace.set_span_in_context(span)
 
         def around(behaviour: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:

@@ -138,7 +138,7 @@ def test_a_missing_key_is_an_answer_not_a_failed_span(start_agent: StartAgent) -
             kv.Get(
                 kv_pb2.GetRequest(key=SECRET_KEY),
                 timeout=TIMEOUT,
-                metadata=(("traceparent", TRACEPARENT),),
+                metadata=(("traceparent", TRACEPARENT), ("x-request-id", "grpc-req-1")),
             )
     assert missing.value.code() is grpc.StatusCode.NOT_FOUND
     spans = _spans(agent)
@@ -149,6 +149,7 @@ def test_a_missing_key_is_an_answer_not_a_failed_span(start_agent: StartAgent) -
     assert call.attributes is not None and get.attributes is not None
     assert call.attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
     assert call.attributes["rpc.method"] == "Get"
+    assert call.attributes["lrukv.request_id"] == "grpc-req-1"
     assert get.attributes["lrukv.error"] == "KeyNotFound"
     assert call.status.status_code is StatusCode.UNSET
     assert get.status.status_code is StatusCode.UNSET
