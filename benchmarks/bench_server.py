@@ -184,7 +184,7 @@ def _wait_for_port(target: str, timeout: float = 30) -> None:
 
 @contextmanager
 def lrukv_server(
-    cpu: str | None, workdir: Path, extra_args: Sequence[str] = ()
+    cpu: str | None, workdir: Path, extra_args: Sequence[str] = (), ready_timeout: float = 30
 ) -> Iterator[Server]:
     """Start lrukv-server as the benchmark runs it; *extra_args* are appended."""
     command = [
@@ -200,7 +200,7 @@ def lrukv_server(
     )
     server = Server(proc, "lrukv-server")
     try:
-        lines = _read_until(proc, r"ready [\d.]+s after start")
+        lines = _read_until(proc, r"ready [\d.]+s after start", ready_timeout)
         text = "\n".join(lines)
         server.http = re.findall(r"HTTP listening on http://(\S+)", text)[0]
         server.grpc = re.findall(r"gRPC listening on (\S+)", text)[0]

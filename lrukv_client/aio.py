@@ -35,6 +35,7 @@ from lrukv_client._grpc_common import (
     ttl_of,
 )
 from lrukv_client._targets import Targets, parse_servers
+from lrukv_client._tracing import aio_trace_interceptors, otel_installed
 from lrukv_client.client import DEFAULT_GRPC_PORT, DEFAULT_GRPC_SERVER
 from lrukv_client.errors import (
     DeadlineExceeded,
@@ -260,10 +261,14 @@ class AsyncClient:
             raise LrukvClientError("the client is closed")
         stub = self._stubs.get(target)
         if stub is None:
+            # The caller's trace context goes along when OpenTelemetry is installed.
+            traced = aio_trace_interceptors() if otel_installed() else None
             if self._credentials is not None:
-                channel = grpc.aio.secure_channel(target, self._credentials, self._options)
+                channel = grpc.aio.secure_channel(
+                    target, self._credentials, self._options, interceptors=traced
+                )
             else:
-                channel = grpc.aio.insecure_channel(target, self._options)
+                channel = grpc.aio.insecure_channel(target, self._options, interceptors=traced)
             self._channels[target] = channel
             stub = self._stubs[target] = with_token(kv_pb2_grpc.KVStub(channel), self._token)
         return stub

@@ -32,6 +32,7 @@ from lrukv_client._grpc_common import (
     ttl_of,
 )
 from lrukv_client._targets import Targets, parse_servers
+from lrukv_client._tracing import TraceContextInterceptor, otel_installed
 from lrukv_client.errors import (
     DeadlineExceeded,
     KeyNotFound,
@@ -296,6 +297,8 @@ class Client:
                     channel = grpc.secure_channel(target, self._credentials, self._options)
                 else:
                     channel = grpc.insecure_channel(target, self._options)
+                if otel_installed():  # the caller's trace context goes along
+                    channel = grpc.intercept_channel(channel, TraceContextInterceptor())
                 self._channels[target] = channel
                 stub = self._stubs[target] = with_token(kv_pb2_grpc.KVStub(channel), self._token)
             return stub

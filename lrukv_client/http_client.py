@@ -34,6 +34,7 @@ import httpx
 
 from lrukv_client._auth import bearer, check_token
 from lrukv_client._targets import Targets, normalize_address, parse_servers
+from lrukv_client._tracing import with_trace_headers
 from lrukv_client.errors import (
     DeadlineExceeded,
     InvalidArgument,
@@ -410,7 +411,7 @@ class HttpClient:
             f"{self._scheme}://{target}{path}",
             params=params,
             content=content,
-            headers=headers,
+            headers=with_trace_headers(headers),
             timeout=httpx.Timeout(attempt_timeout),
             extensions=self._extensions,
         )

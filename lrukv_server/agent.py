@@ -10,6 +10,8 @@ Setup order, and why:
                              one object for both servers, built before either;
                              with -m the node's Metrics (lrukv_server.observability),
                              whose collectors are attached as the parts below appear
+                             request ids always, tracing with -t (its provider
+                             is made here, in the worker, and flushed last)
 1. bind the gRPC port        fail fast on a taken port, before a long log replay
 2. open the store            the StoreFSM over a ShardedMap, and the transaction
                              log's LoggedStore (replays the log) when it is on
@@ -40,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import grpc
 from flask import Flask
 
 from lrukv_server.api.grpc_server import GrpcServer, format_addr
@@ -47,20 +50,19 @@ from lrukv_server.api.http_app import create_app
 from lrukv_server.config import ConfigError, ServerConfig, resolve_data_dir
 from lrukv_server.errors import Unavailable
 from lrukv_server.fsm import Member, StoreFSM
+from lrukv_server.observability.request_id import RequestIdInterceptor, request_id_middleware
 from lrukv_server.raft import RaftConfig, RaftNode
 from lrukv_server.security import Policy, transport_guards
 from lrukv_server.service.base import KVService, ServerInfo
 from lrukv_server.service.local import CommandWriter, HealthCheck, LocalService
 from lrukv_server.service.replicated import ReplicaStateMachine, ReplicatedService
 from lrukv_server.tls import server_tls
-from lrukv_server.transport import TransportOptions
+from lrukv_server.transport import TransportOptions, WsgiMiddleware
 from lrukv_server.txlog import Backend, LoggedStore
 
 if TYPE_CHECKING:
-    import grpc
-
     from lrukv_server.observability.metrics import Metrics
-    from lrukv_server.transport import WsgiMiddleware
+    from lrukv_server.observability.tracing import Tracing
 
 __all__ = ["Agent", "ServiceWrapper", "advertised_host"]
 
@@ -99,6 +101,7 @@ class Agent:
         self.config = config
         self.http_addr = http_addr
         self.metrics: Metrics | None = None  # with -m; built by _transport_options
+        self.tracing: Tracing | None = None  # with -t: made by _transport_options
         # Built in start(), where a failure (an unreadable certificate…) is one line.
         self._given_transport = transport
         self.transport = transport or TransportOptions()
@@ -119,6 +122,9 @@ class Agent:
 
     def start(self) -> None:
         """Run every setup step; on failure release what was set up, then raise."""
+        if self.tracing is not None:
+            # First registered, so released last: spans of the shutdown are exported too.
+            self._on_shutdown("tracing (exports buffered spans)", self.tracing.shutdown)
         try:
             if self._given_transport is None:
                 self.transport = self._transport_options()
@@ -139,16 +145,42 @@ class Agent:
 
     def _transport_options(self) -> TransportOptions:
         """The options both servers are built with, from the config: TLS,
-        interceptors and middleware are added here, by the parts that own them."""
-        interceptors, middleware = self._metrics_hooks()
+        interceptors and middleware are added here, by the parts that own them.
+
+        Outermost first: request ids (always; cheap), then tracing (with -t), so a
+        request's span carries its id, then metrics (with -m), then authorization
+        (with --auth-policy), so refused calls are still traced and counted."""
+        interceptors: list[grpc.ServerInterceptor[Any, Any]] = [RequestIdInterceptor()]
+        middleware: list[WsgiMiddleware] = [request_id_middleware]
+        self.tracing = self._make_tracing()
+        if self.tracing is not None:
+            interceptors.append(self.tracing.grpc_interceptor())
+            middleware.append(self.tracing.wsgi_middleware)
+        metric_interceptors, metric_middleware = self._metrics_hooks()
+        interceptors.extend(metric_interceptors)
+        middleware.extend(metric_middleware)
         options = TransportOptions(
             tls=server_tls(self.config.tls),
-            grpc_interceptors=interceptors,
-            wsgi_middleware=middleware,
+            grpc_interceptors=tuple(interceptors),
+            wsgi_middleware=tuple(middleware),
         )
         if self.config.auth.enabled:
             options = _with_authorization(options, self.config.auth.load())
         return options
+
+    def _make_tracing(self) -> Tracing | None:
+        """The node's tracer provider with -t, else None (and OpenTelemetry is
+        not even imported). Runs in the worker, after the fork."""
+        obs = self.config.observability
+        if not obs.tracing:
+            return None
+        from lrukv_server.observability.tracing import Tracing  # noqa: PLC0415 (only with -t)
+
+        return Tracing(
+            node_id=self.config.node_id,
+            endpoint=obs.jaeger,
+            sample_ratio=obs.trace_sample_ratio,
+        )
 
     # ------------------------------------------------------------ metrics (-m)
 
@@ -230,6 +262,8 @@ class Agent:
             ) from None
         # Replays the log into the state machine before anything is served.
         logged = LoggedStore.open(cfg.txlog, fsm, data_dir=data_dir, node_id=cfg.node_id)
+        if self.tracing is not None:
+            logged.wrap_sync(self.tracing.wrap_sync)
         # Closed after the service (releases run in reverse): flushes the log.
         self._on_shutdown("transaction log", logged.close)
         self._health_checks["txlog"] = lambda: _describe_log_health(logged)
@@ -273,8 +307,12 @@ class Agent:
             join_addr=cluster.join or None,
             data_dir=str(resolve_data_dir(cfg) / "raft"),
         )
+        tracing = self.tracing
         try:
-            raft = RaftNode(raft_config.validate(), replica)
+            raft = RaftNode(
+                raft_config.validate(),
+                replica if tracing is None else tracing.wrap_state_machine(replica),
+            )
         except ValueError as exc:
             raise ConfigError(f"cluster: {exc}") from None
         except Unavailable as exc:
@@ -284,7 +322,7 @@ class Agent:
         me = Member(cfg.node_id, cluster.raft_addr, node.http_addr, node.rpc_addr)
         service = ReplicatedService(
             fsm,
-            raft,
+            raft if tracing is None else tracing.wrap_consensus(raft),
             replica,
             me=me,
             max_value_bytes=cfg.max_value_bytes,
@@ -301,6 +339,8 @@ class Agent:
         return self._expose(service)
 
     def _expose(self, service: KVService) -> KVService:
+        if self.tracing is not None:
+            service = self.tracing.wrap_service(service)
         if self._service_wrapper is not None:
             service = self._service_wrapper(service)
         self.service = service

@@ -7,50 +7,24 @@ taken, the transaction log cannot be opened…). The error is one line on stderr
 
 from __future__ import annotations
 
-import json
-import logging
 import sys
 from collections.abc import Sequence
 
+from lrukv._extras import EXIT_MISSING_EXTRA, missing_extra_message
 from lrukv_server.agent import ServiceWrapper
 from lrukv_server.config import ConfigError, LogMode, ServerConfig, load_config
 from lrukv_server.gunicorn_app import LrukvApplication, bind_http, process_started_at
+from lrukv_server.observability import logs
 from lrukv_server.tls import plaintext_warning
 
 __all__ = ["configure_logging", "main"]
 
 
-class _JsonFormatter(logging.Formatter):
-    """One JSON object per line: what log shippers expect in production."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "pid": record.process,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
-
-
-def configure_logging(mode: LogMode) -> None:
+def configure_logging(mode: LogMode, *, node_id: str = "") -> None:
     """prod: JSON lines at INFO; development: readable lines at INFO; debug: at DEBUG.
-    Everything goes to stderr; stdout carries only the start-up lines."""
-    handler = logging.StreamHandler(sys.stderr)
-    if mode is LogMode.PROD:
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
-        )
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if mode is LogMode.DEBUG else logging.INFO)
+    Everything goes to stderr; stdout carries only the start-up lines.
+    (The formats: lrukv_server.observability.logs.)"""
+    logs.configure_logging(mode, node_id=node_id)
 
 
 def _warn_not_implemented(config: ServerConfig) -> None:
@@ -63,6 +37,18 @@ def _warn_not_implemented(config: ServerConfig) -> None:
             file=sys.stderr,
             flush=True,
         )
+
+
+def _tracing_missing(config: ServerConfig) -> str | None:
+    """With -t, the line to print when OpenTelemetry is not installed (else None).
+    Checked in the master, so the worker never dies of it with a traceback."""
+    if not config.observability.tracing:
+        return None
+    try:
+        import lrukv_server.observability.tracing  # noqa: F401, PLC0415 (only with -t)
+    except ModuleNotFoundError as exc:
+        return missing_extra_message(exc, prog="lrukv-server", what="tracing (-t)", needs="server")
+    return None
 
 
 def _warn_insecure_cluster(config: ServerConfig) -> None:
@@ -96,7 +82,11 @@ def main(
     except ConfigError as exc:
         print(f"lrukv-server: error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(config.logging.mode)
+    configure_logging(config.logging.mode, node_id=config.node_id)
+    missing = _tracing_missing(config)
+    if missing is not None:
+        print(missing, file=sys.stderr)
+        return EXIT_MISSING_EXTRA
     _warn_not_implemented(config)
     _warn_insecure_cluster(config)
     _warn_plaintext(config)

@@ -144,18 +144,24 @@ class LoggingConfig:
 @dataclass(frozen=True, slots=True)
 class ObservabilityConfig:
     """Prometheus metrics (``metrics``: /metrics on the HTTP port, and on
-    ``metrics_port`` too when it is not 0) and OpenTelemetry tracing (accepted
-    and validated; not implemented in this version: the server says so at start)."""
+    ``metrics_port`` too when it is not 0) and OpenTelemetry tracing (``tracing``,
+    exported by OTLP/HTTP to ``jaeger``; lrukv_server.observability)."""
 
     metrics: bool = False
     tracing: bool = False
     jaeger: str = ""  # the trace collector's endpoint
     metrics_port: int = 0  # 0: no separate metrics listener
+    trace_sample_ratio: float = 1.0  # of traces started here (a sampled parent is always kept)
 
     def validate(self) -> ObservabilityConfig:
         for name in ("metrics", "tracing"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"observability.{name} must be a bool")
+        ratio = self.trace_sample_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
+            raise ConfigError(
+                f"observability.trace_sample_ratio must be a number in [0, 1], not {ratio!r}"
+            )
         if self.jaeger and not re.match(r"^[a-z][a-z0-9+.-]*://\S+$|^[\w.-]+:\d+$", self.jaeger):
             raise ConfigError(
                 f"jaeger endpoint {self.jaeger!r} is neither a URL (http://host:14268/...) "
@@ -169,7 +175,7 @@ class ObservabilityConfig:
     @property
     def not_implemented(self) -> list[str]:
         """The features switched on that this version does not provide."""
-        return [name for name in ("tracing",) if getattr(self, name)]
+        return []
 
 
 DEV_CLUSTER_SECRET = "lrukv-dev-cluster-secret-not-for-production"
@@ -507,6 +513,14 @@ def parse_seconds(text: str) -> float:
         raise ValueError(f"{text!r} is not a number of seconds") from None
 
 
+def parse_ratio(text: str) -> float:
+    """A number from 0 to 1 (the range is checked by the config's validate)."""
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number between 0 and 1") from None
+
+
 def parse_addr_list(text: str) -> tuple[str, ...]:
     """``host:port,host:port`` (spaces ignored, empty parts dropped)."""
     return tuple(part.strip() for part in text.split(",") if part.strip())
@@ -584,10 +598,14 @@ SETTINGS: tuple[Setting, ...] = (
             "also serve /metrics on this port, on --host (default 0: only the HTTP port)",
             (int,), "PORT"),
     Setting("observability", "tracing", ("-t", "--tracing", "--isTracing"), parse_bool,
-            "OpenTelemetry tracing (not implemented in this version)", (bool,), "BOOL",
+            "OpenTelemetry tracing, exported over OTLP/HTTP to --jaeger", (bool,), "BOOL",
             is_flag=True),
     Setting("observability", "jaeger", ("-j", "--jaeger"), parse_str,
-            "trace collector endpoint, used with --tracing", (str,), "URL"),
+            "OTLP/HTTP traces endpoint (default http://jaeger:4318/v1/traces); a Jaeger "
+            "collector URL (:14268 or /api/traces) is mapped to its OTLP endpoint", (str,), "URL"),
+    Setting("observability", "trace_sample_ratio", ("--trace-sample-ratio",), parse_ratio,
+            "share of requests traced when no sampled parent arrives (default 1.0)",
+            (int, float), "RATIO"),
     Setting("logging", "mode", ("-l", "--log-mode", "--loggerMode"), LogMode.parse,
             "prod | development | debug (default prod)", (str,), "MODE"),
     Setting("", "host", ("--host",), parse_str,

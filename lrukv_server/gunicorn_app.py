@@ -49,9 +49,21 @@ from lrukv_server.http_worker import LrukvWorker, raise_fd_limit
 from lrukv_server.tls import gunicorn_ssl_settings
 from lrukv_server.txlog import Backend, TxLogError
 
-__all__ = ["LrukvApplication", "bind_http", "check_grpc_port", "process_started_at"]
+__all__ = [
+    "ACCESS_LOG_FORMAT",
+    "LrukvApplication",
+    "bind_http",
+    "check_grpc_port",
+    "check_raft_port",
+    "process_started_at",
+]
 
 log = logging.getLogger("lrukv_server")
+
+ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s" request_id=%({x-request-id}o)s'
+"""gunicorn's access log line (development and debug): client, request line,
+status, bytes, milliseconds, user agent, and the request's id (the response's
+``X-Request-Id``), so the line can be matched with the request's other lines."""
 
 # After the drain, the worker still closes the store (flushing the log); the
 # master waits this much longer than the drain timeout before it kills the worker.
@@ -94,6 +106,23 @@ def check_grpc_port(host: str, port: int) -> None:
             raise OSError(
                 f"cannot listen for gRPC on {format_addr(host, port)}: {_reason(exc)}"
             ) from None
+
+
+def check_raft_port(raft_addr: str) -> None:
+    """Raise OSError("cannot listen for Raft on ...: Address already in use") if
+    another socket listens on the Raft address (``host:port``); PySyncObj would
+    log a traceback before failing."""
+    host, _, port = raft_addr.rpartition(":")
+    host = host.strip("[]")
+    if not port.isdigit() or int(port) == 0:
+        return  # the Raft config reports a malformed address itself
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            raise OSError(f"cannot listen for Raft on {raft_addr}: {_reason(exc)}") from None
 
 
 def _reason(exc: OSError) -> str:
@@ -163,8 +192,24 @@ class _Arbiter(Arbiter):  # type: ignore[misc]
             self.LISTENERS = gunicorn_sock.create_sockets(self.cfg, self.log, [fd])
         super().start()
 
+    def handle_term(self) -> None:
+        self._log_shutdown("SIGTERM")
+        super().handle_term()
+
     def handle_int(self) -> None:
-        self.handle_term()
+        self._log_shutdown("SIGINT")
+        super().handle_term()
+
+    def handle_quit(self) -> None:
+        log.warning("shutting down at once: SIGQUIT (in-flight requests are cut off)")
+        super().handle_quit()
+
+    def _log_shutdown(self, signal_name: str) -> None:
+        log.info(
+            "shutting down: %s received; draining in-flight requests for up to %gs",
+            signal_name,
+            self._lrukv_app.config.drain_timeout,
+        )
 
     def halt(self, reason: str | None = None, exit_status: int = 0) -> None:
         if exit_status != self.WORKER_BOOT_ERROR:
@@ -221,9 +266,12 @@ class LrukvApplication(BaseApplication):  # type: ignore[misc]
             "keepalive": 5,
             "proc_name": "lrukv-server",
             "logger_class": _Logger,
-            "loglevel": {LogMode.PROD: "warning", LogMode.DEVELOPMENT: "info"}.get(mode, "debug"),
+            # gunicorn's info lines (starting, listening, booting) repeat lrukv's
+            # banner and would surround a start-up failure's one line: debug only.
+            "loglevel": "debug" if mode is LogMode.DEBUG else "warning",
             "errorlog": "-",
             "accesslog": None if mode is LogMode.PROD else "-",
+            "access_log_format": ACCESS_LOG_FORMAT,
             # A percent-encoded key of max_key_bytes takes up to 3 bytes per byte;
             # 8190 is gunicorn's maximum. Longer keys need gRPC.
             "limit_request_line": 8190,
@@ -258,6 +306,8 @@ class LrukvApplication(BaseApplication):  # type: ignore[misc]
             ).start()
         try:
             check_grpc_port(self.config.host, self.config.grpc.port)
+            if self.config.cluster.enabled:
+                check_raft_port(self.config.cluster.raft_addr)
             agent.start()
         except (OSError, ValueError, TxLogError) as exc:
             # One clear line instead of a traceback; exit code 3 makes the master

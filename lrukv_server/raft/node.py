@@ -131,6 +131,11 @@ class _Failed:
         self.error = error
 
 
+def _describe(arg: Any) -> str:
+    """A proposal's argument for a debug line: a member's address, or a command's size."""
+    return f"of {len(arg)} bytes" if isinstance(arg, bytes) else repr(arg)
+
+
 class _Log(SyncObjConsumer):  # type: ignore[misc]  # PySyncObj is untyped
     """The single replicated method. ``None`` is a read barrier: it goes
     through the log like a command but never reaches the state machine."""
@@ -185,6 +190,7 @@ class RaftNode:
         # on the Raft thread once per tick; read by metrics.
         self._leader_changes = 0
         self._last_leader: str | None = None
+        self._known_leader: tuple[str | None, bool] | None = None  # (leader, am I) last logged
         os.makedirs(config.data_dir, exist_ok=True)
         password = derive_password(config.secret)
 
@@ -375,7 +381,9 @@ class RaftNode:
                         time.monotonic() + delay, functools.partial(self._submit, request)
                     )
             else:
-                _settle(future, error=self._error_for(reason))
+                error = self._error_for(reason)
+                log.debug("raft: %s %s failed: %s", request.kind, _describe(request.arg), error)
+                _settle(future, error=error)
         except Exception:
             log.exception("raft callback failed (swallowed so the entry is not re-applied)")
 
@@ -411,6 +419,7 @@ class RaftNode:
             if leader is not None and str(leader.id) != self._last_leader:
                 self._last_leader = str(leader.id)
                 self._leader_changes += 1
+            self._log_leader_change()
             with self._lock:
                 barrier, self._barrier_waiters = self._barrier_waiters, []
                 asked, self._status_waiters = self._status_waiters, []
@@ -423,6 +432,21 @@ class RaftNode:
                     _settle(future, status)
         except Exception:
             log.exception("raft tick callback failed")
+
+    def _log_leader_change(self) -> None:
+        """Log each change of leader this node sees (every log mode shows it)."""
+        leader = self.leader_addr
+        known = (leader, leader is not None and leader == self.self_addr)
+        if known == self._known_leader:
+            return
+        self._known_leader = known
+        term = self._sync.getStatus()["raft_term"]
+        if leader is None:
+            log.info("raft: no leader known (term %s)", term)
+        elif known[1]:
+            log.info("raft: this node (%s) is the leader (term %s)", leader, term)
+        else:
+            log.info("raft: the leader is %s (term %s)", leader, term)
 
     def _on_barrier(self, waiters: list[Future[int]], result: Any, reason: int) -> None:
         try:

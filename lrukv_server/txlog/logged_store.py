@@ -53,7 +53,7 @@ import logging
 import os
 import threading
 import time as _time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from lrukv import ShardedMap, Stats
 from lrukv_server.errors import LogUnavailable
@@ -102,6 +102,7 @@ class LoggedStore:
         self._fsm.start_at(log.last_seq)
         self._map = self._fsm.store
         self._log = log
+        self._sync: Callable[[int], None] = log.sync
         # A WriterLock, not a threading.Lock: with many threads putting, a
         # threading.Lock forms lock convoys under the GIL (see ``locks``).
         self._write_lock = WriterLock()
@@ -192,7 +193,7 @@ class LoggedStore:
         finally:
             lock.release()
         try:
-            self._log.sync(seq)
+            self._sync(seq)
         except LogUnavailable:
             self._write_errors += 1  # outside the lock: may rarely undercount under races
             raise
@@ -200,6 +201,12 @@ class LoggedStore:
             raise error
         self._maybe_compact()
         return result
+
+    def wrap_sync(self, wrapper: Callable[[Callable[[int], None]], Callable[[int], None]]) -> None:
+        """Run every write's wait for durability (``log.sync(seq)``) through
+        ``wrapper(sync)``: the hook tracing uses to time it, so this package
+        imports no telemetry library. Call before the first write."""
+        self._sync = wrapper(self._sync)
 
     def _record(self, command: Command) -> int:
         """Append the events of *command* (write lock held); return the last seq."""

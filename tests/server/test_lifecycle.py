@@ -210,13 +210,43 @@ def test_a_taken_http_port_exits_1_with_one_line() -> None:
     )
 
 
-def test_a_taken_grpc_port_exits_3_with_one_line() -> None:
+@pytest.mark.parametrize("mode", ["prod", "development"])
+def test_a_taken_grpc_port_exits_3_with_one_line(mode: str) -> None:
+    # In development mode too: gunicorn's "Starting gunicorn", "Booting worker"
+    # and "Worker exiting" lines used to surround the error.
     with _taken_port() as holder:
         port = holder.getsockname()[1]
-        result = _run("--http-port", "0", "--grpc-port", str(port))
+        result = _run("--http-port", "0", "--grpc-port", str(port), "-l", mode)
     assert result.returncode == 3
     assert _one_error_line(result) == (
         f"cannot listen for gRPC on 127.0.0.1:{port}: Address already in use"
+    )
+
+
+def test_a_taken_raft_port_exits_3_with_one_line(tmp_path: Path) -> None:
+    # PySyncObj used to log a two-exception traceback before lrukv's line.
+    with _taken_port() as holder:
+        port = holder.getsockname()[1]
+        result = _run("--http-port", "0", "--grpc-port", "0", "--raft-addr",
+                      f"127.0.0.1:{port}", "--cluster-secret", "s" * 20,
+                      "--data-dir", str(tmp_path))  # fmt: skip
+    assert result.returncode == 3
+    assert _one_error_line(result) == (
+        f"cannot listen for Raft on 127.0.0.1:{port}: Address already in use"
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_the_reason_for_a_shutdown_is_logged(
+    lrukv_server_factory: StartServer, sig: signal.Signals
+) -> None:
+    server = lrukv_server_factory()
+    server.proc.send_signal(sig)
+    assert server.proc.wait(30) == 0
+    reasons = [line for line in server.stderr().splitlines() if "shutting down" in line]
+    assert len(reasons) == 1, server.stderr()
+    assert reasons[0].endswith(
+        f"shutting down: {sig.name} received; draining in-flight requests for up to 10s"
     )
 
 
@@ -240,14 +270,11 @@ def test_an_uncreatable_data_directory_exits_3_with_one_line(tmp_path: Path) -> 
     )
 
 
-def test_metrics_and_tracing_warn_once_that_they_are_not_implemented(
+def test_the_originals_observability_flags_start_a_server_with_no_warning(
     lrukv_server_factory: StartServer,
 ) -> None:
     server = lrukv_server_factory("-m", "-t", "-j", "http://127.0.0.1:14268/api/traces")
-    warnings = [line for line in server.stderr().splitlines() if "not implemented" in line]
-    assert len(warnings) == 1
-    assert "--tracing" in warnings[0]
-    assert "--metrics" not in warnings[0]  # metrics are implemented (tests/observability)
+    assert "not implemented" not in server.stderr()
     assert _put(server, "k", b"v") == 201
 
 
