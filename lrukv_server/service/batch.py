@@ -142,7 +142,8 @@ def prepare_writes(
     Returns the batch (None when no operation is valid), the position in *ops*
     of each command of the batch, and the results so far: the refused
     operations' results, None where the command's outcome is still to come.
-    With *atomic*, the first refusal is raised instead (nothing is made).
+    With *atomic*, the first refusal is raised instead (nothing is made), its
+    message prefixed with the operation's position and key.
     """
     commands: list[Command] = []
     positions: list[int] = []
@@ -152,6 +153,8 @@ def prepare_writes(
             command = validate(op)
         except per_key_errors as exc:
             if atomic:
+                # Say which operation: the error's own text may not name it.
+                exc.args = (f"operation {position} (key {_key_of(op)!r}): {exc}", *exc.args[1:])
                 raise
             results.append(WriteResult(_key_of(op), error=exc))
             continue
