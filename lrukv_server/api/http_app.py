@@ -482,6 +482,8 @@ def create_app(
 
     def refuse_utility(target: str) -> Response:
         """``/v1/util/...`` with a name or a method no utility serves: 404 or 405."""
+        if target == _BATCH_PATH[len("/v1/") :]:
+            return refuse_batch_method()
         if find_utility(target[len(_UTIL_PREFIX) :]) is None:
             return _error_response(404, "not_found", f"no such utility endpoint: /v1/{target}")
         response = _error_response(405, "method_not_allowed", f"/v1/{target} only answers GET")
@@ -503,8 +505,6 @@ def create_app(
         target = _raw_target(request.environ)[len("/v1/") :]
         method = request.method
         if target.startswith(_UTIL_PREFIX):
-            if target == _BATCH_PATH[len("/v1/") :]:
-                return refuse_batch_method()  # the POST and OPTIONS rule is below
             utility = find_utility(target[len(_UTIL_PREFIX) :])
             if utility is None or method not in _UTIL_METHODS:
                 return refuse_utility(target)
