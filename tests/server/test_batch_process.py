@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -110,7 +110,11 @@ def test_get_many_answers_every_key_in_order_found_or_not(kv: kv_pb2_grpc.KVStub
         kv_pb2.PutManyRequest(entries=[_entry("m-1", b"one"), _entry("m-2", b"")]),
         timeout=TIMEOUT,
     )
-    for level in (kv_pb2.CONSISTENCY_DEFAULT, kv_pb2.CONSISTENCY_STALE, 2):
+    for level in (
+        kv_pb2.CONSISTENCY_DEFAULT,
+        kv_pb2.CONSISTENCY_STALE,
+        kv_pb2.CONSISTENCY_LINEARIZABLE,
+    ):
         answer = kv.GetMany(
             kv_pb2.GetManyRequest(keys=["m-2", "m-none", "m-1", "", "m-1"], consistency=level),
             timeout=TIMEOUT,
@@ -124,7 +128,8 @@ def test_get_many_answers_every_key_in_order_found_or_not(kv: kv_pb2_grpc.KVStub
             ("m-1", True, b"one", ""),
         ]
     with pytest.raises(grpc.RpcError) as error:
-        kv.GetMany(kv_pb2.GetManyRequest(keys=["m-1"], consistency=7), timeout=TIMEOUT)
+        bad = kv_pb2.GetManyRequest(keys=["m-1"], consistency=7)  # type: ignore[arg-type]
+        kv.GetMany(bad, timeout=TIMEOUT)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -178,7 +183,7 @@ def test_a_grpc_batch_over_the_limits_is_refused_whole_and_changes_nothing(
     too_big = [
         _entry(f"lim-{i}", b"v" * VALUE_LIMIT) for i in range(MAX_BATCH_BYTES // VALUE_LIMIT)
     ]
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: kv.PutMany(kv_pb2.PutManyRequest(entries=too_many), timeout=TIMEOUT),
         lambda: kv.PutMany(kv_pb2.PutManyRequest(entries=too_big), timeout=TIMEOUT),
         lambda: kv.GetMany(
@@ -241,7 +246,7 @@ def test_a_pipeline_answers_every_request_by_id_and_goes_on_after_errors(
         P(id=5, delete=kv_pb2.DeleteRequest(key="p-8")),
         P(id=6, get=kv_pb2.GetRequest(key="p-8", consistency=kv_pb2.CONSISTENCY_STALE)),
         P(id=7),  # no request at all
-        P(id=8, get=kv_pb2.GetRequest(key="p-9", consistency=9)),
+        P(id=8, get=kv_pb2.GetRequest(key="p-9", consistency=9)),  # type: ignore[arg-type]
         P(id=9, put=kv_pb2.PutRequest(key="p-ttl", value=b"x", ttl_seconds=60)),
     ]
     answers = _pipeline(kv, requests)
@@ -398,7 +403,7 @@ def _b64(data: bytes) -> str:
 
 def test_an_http_batch_answers_each_op_in_order_with_exact_bytes(server: ServerProcess) -> None:
     binary = bytes(range(256)) * 4
-    ops = [
+    ops: list[dict[str, Any]] = [
         {"op": "put", "key": "h-bin", "value": _b64(binary), "ttl": 30.5},
         {"op": "get", "key": "h-bin"},  # after the put in the same batch: sees it
         {"op": "put", "key": "", "value": "AA=="},
