@@ -605,6 +605,11 @@ def targets(rows: list[dict[str, Any]], runs: list[Run]) -> list[dict[str, Any]]
     ]  # fmt: skip
 
 
+def _ms(value: float) -> str:
+    """A latency cell; the Pipeline's answers are not timed one by one (0: not measured)."""
+    return f"{value:.2f}" if value else "—"
+
+
 def write_reports(
     out: Path, setup: Setup, runs: list[Run], command: str, load: tuple[dict[str, Any], ...]
 ) -> None:
@@ -654,8 +659,8 @@ def write_reports(
     for row in rows:
         lines.append(
             f"| {row['system']} | {row['api']} | {row['op']} | {row['keys_per_request']} | "
-            f"{row['keys_per_s']:,.0f} | {row['requests_per_s']:,.0f} | {row['p50_ms']:.2f} | "
-            f"{row['p99_ms']:.2f} | {row['errors']} |"
+            f"{row['keys_per_s']:,.0f} | {row['requests_per_s']:,.0f} | {_ms(row['p50_ms'])} | "
+            f"{_ms(row['p99_ms'])} | {row['errors']} |"
         )
     (out / "batch.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out / 'batch.md'} and {out / 'batch.json'}")
