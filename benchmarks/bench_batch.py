@@ -23,7 +23,9 @@ interleaved (the reports give the median of the repeats):
   ``GET``/``SET`` (one connection, closed loop), and single ``GET``;
 * ``redis-benchmark -t get,set,mset -P 100`` (its CSV; its MSET carries 10 keys);
 * replicated: ``PutMany`` on a 3-node lrukv cluster (the leader pinned to CPU 0,
-  the followers to CPU 1 with the load), in the same run as the single node.
+  the followers to CPU 1 with the load) and on the single node, both with
+  ``--replicated-inflight`` calls in flight (a call in a cluster waits a Raft
+  round, so throughput needs calls in flight), in the same run.
 
 Targets (issue 12): gRPC GetMany >= 150k keys/s and PutMany >= 100k keys/s on a
 single node; replicated PutMany >= 0.5 x the single node's.
@@ -82,6 +84,7 @@ class Setup:
     repeats: int
     keys: int
     inflight: int
+    replicated_inflight: int
     window: int
     http_clients: int
     redis_db: int
@@ -253,16 +256,34 @@ def grpc_runs(setup: Setup, target: str, repeat: int, system: str) -> list[Run]:
         def stored_all(answer: kv_pb2.PutManyResponse) -> bool:
             return len(answer.results) == BATCH and not answer.results[-1].HasField("error")
 
+        # The replicated comparison: the same load on one node and on the cluster,
+        # with enough calls in flight to cover a Raft round (a call waits ~10-25 ms).
+        deep = setup.replicated_inflight
         cases: list[tuple[str, int, Callable[[float], tuple[int, float, list[float], int]]]] = []
-        cases.append(
-            (
-                "PutMany x100",
-                BATCH,
-                lambda s: unary_loop(
-                    stub.PutMany.future, put_many, stored_all, seconds=s, inflight=setup.inflight
-                ),
+        if deep != setup.inflight:
+            cases.append(
+                (
+                    f"PutMany x100, {deep} in flight",
+                    BATCH,
+                    lambda s: unary_loop(
+                        stub.PutMany.future, put_many, stored_all, seconds=s, inflight=deep
+                    ),
+                )
             )
-        )
+        if system == "lrukv-1" or deep == setup.inflight:
+            cases.append(
+                (
+                    "PutMany x100",
+                    BATCH,
+                    lambda s: unary_loop(
+                        stub.PutMany.future,
+                        put_many,
+                        stored_all,
+                        seconds=s,
+                        inflight=setup.inflight,
+                    ),
+                )
+            )
         if system == "lrukv-1":
             cases += [
                 (
@@ -512,7 +533,10 @@ def preload(target: str, keys: int) -> None:
 
 
 def server_args(setup: Setup) -> list[str]:
-    return ["--log-mode", "prod", "-i", str(setup.keys), "--grpc-workers", "16"]
+    # A PutMany in a cluster holds its worker for a Raft round: enough workers for
+    # every call in flight (the same on the single node, so both run alike).
+    workers = max(16, setup.replicated_inflight + 8)
+    return ["--log-mode", "prod", "-i", str(setup.keys), "--grpc-workers", str(workers)]
 
 
 @contextlib.contextmanager
@@ -583,12 +607,17 @@ def _find(rows: list[dict[str, Any]], system: str, api: str, op: str) -> float |
     )
 
 
+def _deep_put(runs: list[Run]) -> str:
+    """The op name of the PutMany measured on both the single node and the cluster."""
+    return next((r.op for r in runs if r.system == "lrukv-3"), "PutMany x100")
+
+
 def targets(rows: list[dict[str, Any]], runs: list[Run]) -> list[dict[str, Any]]:
     get_many = _find(rows, "lrukv-1", "grpc", "GetMany x100")
     put_many = _find(rows, "lrukv-1", "grpc", "PutMany x100")
     ratios = []
     for repeat in {r.repeat for r in runs}:
-        one = [r for r in runs if r.repeat == repeat and r.op == "PutMany x100"]
+        one = [r for r in runs if r.repeat == repeat and r.op == _deep_put(runs)]
         single = next((r.keys_per_s for r in one if r.system == "lrukv-1"), None)
         three = next((r.keys_per_s for r in one if r.system == "lrukv-3"), None)
         if single and three:
@@ -637,7 +666,8 @@ def write_reports(
         f"redis-benchmark) to CPU {sorted(LOAD_CPU)}; Redis (the machine's, not ours to "
         f"pin) floats. {setup.keys} keys of {len(VALUE)} bytes; median of {setup.repeats} "
         f"repeats of {setup.seconds:g} s; gRPC batches with {setup.inflight} calls in "
-        f"flight, the Pipeline with a window of {setup.window}, HTTP with "
+        f"flight ({setup.replicated_inflight} in the single node vs cluster PutMany), "
+        f"the Pipeline with a window of {setup.window}, HTTP with "
         f"{setup.http_clients} keep-alive connections, redis-py one connection.",
     ]
     warning = machine_load.caveat(load[0], load[1])
@@ -673,6 +703,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--inflight", type=int, default=4, help="gRPC batch calls in flight")
+    parser.add_argument(
+        "--replicated-inflight",
+        type=int,
+        default=4,
+        help="PutMany calls in flight in the single-node vs cluster comparison "
+        "(default: --inflight's 4; more made the cluster slower here, see the results)",
+    )
     parser.add_argument("--window", type=int, default=256, help="Pipeline requests in flight")
     parser.add_argument("--http-clients", type=int, default=4)
     parser.add_argument("--redis-db", type=int, default=9)
@@ -689,6 +726,7 @@ def main() -> int:
         repeats=1 if args.smoke else args.repeats,
         keys=1000 if args.smoke else args.keys,
         inflight=args.inflight,
+        replicated_inflight=args.replicated_inflight,
         window=args.window,
         http_clients=args.http_clients,
         redis_db=args.redis_db,

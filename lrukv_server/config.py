@@ -473,7 +473,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("grpc", "workers", ("--grpc-workers",), parse_int,
             "threads serving gRPC calls (default 16)", (int,), "N"),
     Setting("grpc", "max_streams", ("--grpc-max-streams",), parse_int,
-            "GetKeysValues streams served at once; more get RESOURCE_EXHAUSTED "
+            "GetKeysValues and Pipeline streams served at once; more get RESOURCE_EXHAUSTED "
             "(default 0: half of --grpc-workers)", (int,), "N"),
     Setting("grpc", "stream_send_timeout", ("--grpc-stream-send-timeout",), parse_seconds,
             "cancel a GetKeysValues stream whose client takes no message for this long "
