@@ -132,7 +132,7 @@ class BatchConfig:
     """Limits of one batch request (GetMany, PutMany, DeleteMany, POST /v1/util/batch).
 
     ``max_entries`` keys or operations; ``max_bytes`` bytes of the request (the
-    gRPC message, the HTTP body), and of the keys and values a read batch
+    gRPC message, the HTTP body), and of the values a read batch
     answers. A request over either is refused whole with ``batch_too_large``.
     """
 
