@@ -104,6 +104,24 @@ class Run:
     p50_ms: float
     p99_ms: float
     errors: int
+    server_cpu_s: float = 0.0  # CPU time of the server's worker (the leader's) meanwhile
+    seconds: float = 0.0
+
+    @property
+    def keys_per_cpu_s(self) -> float:
+        """Keys moved per second of the server's CPU: what one free core would do."""
+        return self.keys_per_s * self.seconds / self.server_cpu_s if self.server_cpu_s else 0.0
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of process *pid* so far (0 without one)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def key_name(i: int) -> str:
@@ -134,16 +152,19 @@ def _run(
     op: str,
     per: int,
     measured: tuple[int, float, list[float], int],
+    server_cpu_s: float = 0.0,
 ) -> Run:
     calls, seconds, latencies, errors = measured
     rate = calls / seconds if seconds else 0.0
     run = Run(
         repeat, system, api, op, per, rate, rate * per,
         _percentile(latencies, 50) * 1000, _percentile(latencies, 99) * 1000, errors,
+        server_cpu_s, seconds,
     )  # fmt: skip
     print(
         f"  {system:8} {api:15} {op:22} {run.keys_per_s:>10,.0f} keys/s "
-        f"({rate:,.0f} req/s, p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms, errors {errors})",
+        f"({rate:,.0f} req/s, p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms, errors {errors}"
+        f", server CPU {server_cpu_s / seconds * 100 if seconds else 0:.0f}%)",
         flush=True,
     )
     return run
@@ -236,7 +257,9 @@ def pipeline_loop(
     return count, elapsed, [], errors
 
 
-def grpc_runs(setup: Setup, target: str, repeat: int, system: str) -> list[Run]:
+def grpc_runs(
+    setup: Setup, target: str, repeat: int, system: str, server_pid: int | None
+) -> list[Run]:
     runs = []
     names = [key_name(i) for i in range(setup.keys)]
     groups = [names[i : i + BATCH] for i in range(0, len(names), BATCH)]
@@ -330,6 +353,9 @@ def grpc_runs(setup: Setup, target: str, repeat: int, system: str) -> list[Run]:
             ]
         for op, per, measure in cases:
             measure(setup.warmup)
+            before = cpu_seconds(server_pid)
+            measured = measure(setup.seconds)
+            used = cpu_seconds(server_pid) - before
             runs.append(
                 _run(
                     repeat,
@@ -337,7 +363,8 @@ def grpc_runs(setup: Setup, target: str, repeat: int, system: str) -> list[Run]:
                     api="grpc",
                     op=op,
                     per=per,
-                    measured=measure(setup.seconds),
+                    measured=measured,
+                    server_cpu_s=used,
                 )
             )
     return runs
@@ -393,7 +420,7 @@ def http_loop(
     return state["done"], clock() - started, latencies, state["errors"]
 
 
-def http_runs(setup: Setup, target: str, repeat: int) -> list[Run]:
+def http_runs(setup: Setup, target: str, repeat: int, server_pid: int | None) -> list[Run]:
     names = [key_name(i) for i in range(setup.keys)]
     groups = [names[i : i + BATCH] for i in range(0, len(names), BATCH)]
     value = base64.b64encode(VALUE).decode()
@@ -410,8 +437,15 @@ def http_runs(setup: Setup, target: str, repeat: int) -> list[Run]:
     runs = []
     for op, per, make in cases:
         http_loop(target, make, seconds=setup.warmup, clients=setup.http_clients)
+        before = cpu_seconds(server_pid)
         measured = http_loop(target, make, seconds=setup.seconds, clients=setup.http_clients)
-        runs.append(_run(repeat, system="lrukv-1", api="http", op=op, per=per, measured=measured))
+        used = cpu_seconds(server_pid) - before
+        runs.append(
+            _run(
+                repeat, system="lrukv-1", api="http", op=op, per=per, measured=measured,
+                server_cpu_s=used,
+            )
+        )  # fmt: skip
     return runs
 
 
@@ -553,8 +587,8 @@ def single_node(setup: Setup, workdir: Path) -> Iterator[ServerProcess]:
 
 
 @contextlib.contextmanager
-def cluster_of_three(setup: Setup, workdir: Path) -> Iterator[str]:
-    """A 3-node cluster; yields the leader's gRPC address."""
+def cluster_of_three(setup: Setup, workdir: Path) -> Iterator[tuple[str, int]]:
+    """A 3-node cluster; yields the leader's gRPC address and its worker's PID."""
     workdir.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(workdir, size=3, extra_args=tuple(server_args(setup)))
     try:
@@ -566,7 +600,7 @@ def cluster_of_three(setup: Setup, workdir: Path) -> Iterator[str]:
                 if node is not leader:
                     _pin(node.pids(), LOAD_CPU)
         preload(leader.up.rpc_addr, setup.keys)
-        yield leader.up.rpc_addr
+        yield leader.up.rpc_addr, leader.up.worker_pid
         cluster.wait_converged(timeout=60)  # the replicas agree after the load
     finally:
         cluster.stop_all()
@@ -594,6 +628,10 @@ def summarise(runs: list[Run]) -> list[dict[str, Any]]:
                 "p50_ms": median.p50_ms,
                 "p99_ms": median.p99_ms,
                 "errors": sum(r.errors for r in members),
+                "server_cpu_pct": statistics.median(
+                    r.server_cpu_s / r.seconds * 100 if r.seconds else 0.0 for r in members
+                ),
+                "keys_per_server_cpu_s": statistics.median(r.keys_per_cpu_s for r in members),
                 "repeats": len(members),
             }
         )
@@ -634,6 +672,12 @@ def targets(rows: list[dict[str, Any]], runs: list[Run]) -> list[dict[str, Any]]
     ]  # fmt: skip
 
 
+def _cpu(row: dict[str, Any]) -> str:
+    if not row["keys_per_server_cpu_s"]:
+        return "— | —"
+    return f"{row['server_cpu_pct']:.0f}% | {row['keys_per_server_cpu_s']:,.0f}"
+
+
 def _ms(value: float) -> str:
     """A latency cell; the Pipeline's answers are not timed one by one (0: not measured)."""
     return f"{value:.2f}" if value else "—"
@@ -672,7 +716,7 @@ def write_reports(
     ]
     warning = machine_load.caveat(load[0], load[1])
     if warning:
-        lines += ["", f"**{warning}**"]
+        lines += ["", warning]
     lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
     for goal in goals:
         value = goal["value"]
@@ -683,14 +727,14 @@ def write_reports(
         "## Every contender",
         "",
         "| system | client | operation | keys/request | keys/s | requests/s | p50 ms | p99 ms "
-        "| errors |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| errors | server CPU | keys per server CPU-second |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
             f"| {row['system']} | {row['api']} | {row['op']} | {row['keys_per_request']} | "
             f"{row['keys_per_s']:,.0f} | {row['requests_per_s']:,.0f} | {_ms(row['p50_ms'])} | "
-            f"{_ms(row['p99_ms'])} | {row['errors']} |"
+            f"{_ms(row['p99_ms'])} | {row['errors']} | {_cpu(row)} |"
         )
     (out / "batch.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out / 'batch.md'} and {out / 'batch.json'}")
@@ -743,15 +787,15 @@ def main() -> int:
         for repeat in range(setup.repeats):
             print(f"repeat {repeat + 1}/{setup.repeats}", flush=True)
             with single_node(setup, workdir / f"single-{repeat}") as server:
-                runs += grpc_runs(setup, server.rpc_addr, repeat, "lrukv-1")
+                runs += grpc_runs(setup, server.rpc_addr, repeat, "lrukv-1", server.worker_pid)
                 if "http" not in setup.skip:
-                    runs += http_runs(setup, server.http_addr, repeat)
+                    runs += http_runs(setup, server.http_addr, repeat, server.worker_pid)
             if "redis" not in setup.skip:
                 runs += redis_runs(setup, repeat)
                 runs += redis_benchmark_runs(setup, repeat)
             if "replicated" not in setup.skip:
-                with cluster_of_three(setup, workdir / f"cluster-{repeat}") as leader:
-                    runs += grpc_runs(setup, leader, repeat, "lrukv-3")
+                with cluster_of_three(setup, workdir / f"cluster-{repeat}") as (leader, pid):
+                    runs += grpc_runs(setup, leader, repeat, "lrukv-3", pid)
     load_after = machine_load.sample()
     out = args.out or (
         Path(tempfile.mkdtemp(prefix="lrukv-batch-smoke-")) if setup.smoke else RESULTS
