@@ -530,7 +530,7 @@ def redis_benchmark_runs(setup: Setup, repeat: int) -> list[Run]:
     if tool is None:
         print("  redis-benchmark is not installed: skipped")
         return []
-    requests = 20_000 if setup.smoke else 1_000_000
+    requests = 2_000 if setup.smoke else 1_000_000
     command = [
         *(["taskset", "-c", ",".join(map(str, sorted(LOAD_CPU)))] if setup.pinned else []),
         tool, "-h", "127.0.0.1", "-p", "6379", "--dbnum", str(setup.redis_db),
