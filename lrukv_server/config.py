@@ -39,6 +39,7 @@ from lrukv_server.txlog.config import Backend, FsyncPolicy, TxLogConfig
 __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
     "AuthConfig",
+    "BatchConfig",
     "SETTINGS",
     "ClientAuth",
     "ConfigError",
@@ -129,6 +130,24 @@ class GrpcConfig:
     def stream_slots(self) -> int:
         """How many streams may run at once (``max_streams``, or its default)."""
         return self.max_streams or max(1, self.workers // 2)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchConfig:
+    """Limits of one batch request (GetMany, PutMany, DeleteMany, POST /v1/util/batch).
+
+    ``max_entries`` keys or operations; ``max_bytes`` bytes of the request (the
+    gRPC message, the HTTP body), and of the values a read batch
+    answers. A request over either is refused whole with ``batch_too_large``.
+    """
+
+    max_entries: int = 10_000
+    max_bytes: int = 4 << 20
+
+    def validate(self) -> BatchConfig:
+        _check_int_range("batch.max_entries", self.max_entries, 1, 1_000_000)
+        _check_int_range("batch.max_bytes", self.max_bytes, 1024, MAX_MAX_VALUE_BYTES)
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,6 +396,8 @@ class ServerConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
 
     tls: TlsConfig = field(default_factory=TlsConfig)
+
+    batch: BatchConfig = field(default_factory=BatchConfig)
     host: str = "127.0.0.1"
     data_dir: str = "lrukv-data"
     node_id: str = "node-1"
@@ -397,6 +418,7 @@ class ServerConfig:
         _check_int_range("store.max_key_bytes", self.store.max_key_bytes, 1, 65536)
         self.http.validate()
         self.grpc.validate()
+        self.batch.validate()
         self.logging.validate()
         self.observability.validate()
         if self.http.port and self.http.port == self.grpc.port:
@@ -585,6 +607,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("store", "max_bytes", ("--max-bytes",), parse_optional_size,
             "byte budget of keys plus values, split evenly across shards (default 0: none)",
             (int,), "BYTES"),
+    Setting("batch", "max_entries", ("--max-batch-entries",), parse_int,
+            "most keys or operations in one batch request (default 10000)", (int,), "N"),
+    Setting("batch", "max_bytes", ("--max-batch-bytes",), parse_size,
+            "largest batch request (gRPC message or HTTP body) and read-batch answer "
+            "(default 4MiB)", (int,), "BYTES"),
     Setting("txlog", "db_logger", ("-d", "--db-logger", "--dbLogger"), parse_str,
             "transaction log: off | file | file:/path | postgresql://DSN (default off); "
             "'postgres' takes the DSN from LRUKV_PG_DSN", (str,), "LOG"),
@@ -620,7 +647,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("grpc", "workers", ("--grpc-workers",), parse_int,
             "threads serving gRPC calls (default 16)", (int,), "N"),
     Setting("grpc", "max_streams", ("--grpc-max-streams",), parse_int,
-            "GetKeysValues streams served at once; more get RESOURCE_EXHAUSTED "
+            "GetKeysValues and Pipeline streams served at once; more get RESOURCE_EXHAUSTED "
             "(default 0: half of --grpc-workers)", (int,), "N"),
     Setting("grpc", "stream_send_timeout", ("--grpc-stream-send-timeout",), parse_seconds,
             "cancel a GetKeysValues stream whose client takes no message for this long "

@@ -11,12 +11,14 @@ an HTTP status in one table (``lrukv_server.api.status``)::
     │   └── TooManyStreams every item-stream slot is taken; retry later
     ├── InvalidRequest     a request the core never sees: bad consistency level, bad TTL text…
     ├── Unauthenticated    no credentials, or credentials the server does not know
-    └── PermissionDenied   the caller is known, but its role does not allow the call
+    ├── PermissionDenied   the caller is known, but its role does not allow the call
+    └── BatchTooLarge      a batch over the batch limits (entries or bytes); nothing was done
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BatchTooLarge",
     "InvalidRequest",
     "LogUnavailable",
     "NotLeader",
@@ -94,3 +96,10 @@ class PermissionDenied(ServiceError):
         super().__init__(message)
         self.subject = subject
         self.required = required
+
+
+class BatchTooLarge(ServiceError, ValueError):
+    """A batch over the server's batch limits (``--max-batch-entries``,
+    ``--max-batch-bytes``). Refused whole, before anything is done; as one key's
+    error of a read batch, that key's value did not fit in the answer (the key
+    is unchanged: read it alone or in a smaller batch)."""

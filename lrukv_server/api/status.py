@@ -19,6 +19,7 @@ NotLeader              FAILED_PRECONDITION  307   not_leader
                                             /503  (307 when the leader's HTTP address is known)
 LogUnavailable         UNAVAILABLE          503   log_unavailable
 TooManyStreams         RESOURCE_EXHAUSTED   503   too_many_streams
+BatchTooLarge          RESOURCE_EXHAUSTED   413   batch_too_large
 Unavailable            UNAVAILABLE          503   unavailable
 Unauthenticated        UNAUTHENTICATED      401   unauthenticated
 PermissionDenied       PERMISSION_DENIED    403   permission_denied
@@ -50,6 +51,7 @@ from lrukv.errors import (
     ValueTooLarge,
 )
 from lrukv_server.errors import (
+    BatchTooLarge,
     InvalidRequest,
     LogUnavailable,
     NotLeader,
@@ -96,6 +98,7 @@ TABLE: tuple[ErrorStatus, ...] = (
     ErrorStatus(Unavailable, grpc.StatusCode.UNAVAILABLE, 503, "unavailable"),
     ErrorStatus(Unauthenticated, grpc.StatusCode.UNAUTHENTICATED, 401, "unauthenticated"),
     ErrorStatus(PermissionDenied, grpc.StatusCode.PERMISSION_DENIED, 403, "permission_denied"),
+    ErrorStatus(BatchTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED, 413, "batch_too_large"),
 )
 """Every row; most specific classes first (lookup is by MRO, so order is only for reading)."""
 
