@@ -27,18 +27,6 @@ def configure_logging(mode: LogMode, *, node_id: str = "") -> None:
     logs.configure_logging(mode, node_id=node_id)
 
 
-def _warn_not_implemented(config: ServerConfig) -> None:
-    missing = config.observability.not_implemented
-    if missing:
-        names = " and ".join(f"--{name}" for name in missing)
-        print(
-            f"lrukv-server: warning: {names} accepted but not implemented in this version; "
-            "nothing is exported",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
 def _tracing_missing(config: ServerConfig) -> str | None:
     """With -t, the line to print when OpenTelemetry is not installed (else None).
     Checked in the master, so the worker never dies of it with a traceback."""
@@ -87,7 +75,6 @@ def main(
     if missing is not None:
         print(missing, file=sys.stderr)
         return EXIT_MISSING_EXTRA
-    _warn_not_implemented(config)
     _warn_insecure_cluster(config)
     _warn_plaintext(config)
 

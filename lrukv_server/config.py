@@ -191,11 +191,6 @@ class ObservabilityConfig:
             raise ConfigError("--metrics-port needs -m/--metrics (metrics are off)")
         return self
 
-    @property
-    def not_implemented(self) -> list[str]:
-        """The features switched on that this version does not provide."""
-        return []
-
 
 DEV_CLUSTER_SECRET = "lrukv-dev-cluster-secret-not-for-production"
 """The cluster secret of ``--dev`` without one: anyone can read it here."""

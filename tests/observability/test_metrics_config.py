@@ -26,8 +26,3 @@ def test_metrics_port_comes_from_flag_and_environment() -> None:
 def test_bad_metrics_settings_are_refused_with_the_reason(argv: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(argv, env={})
-
-
-def test_metrics_no_longer_warn_as_not_implemented() -> None:
-    assert load_config(["-m"], env={}).observability.not_implemented == []
-    assert load_config(["-m", "-t"], env={}).observability.not_implemented == ["tracing"]
