@@ -38,6 +38,7 @@ from dataclasses import replace
 
 from flask import Flask
 
+from lrukv_server.api.batch_limits import BatchLimits
 from lrukv_server.api.grpc_server import GrpcServer, format_addr
 from lrukv_server.api.http_app import create_app
 from lrukv_server.config import ConfigError, ServerConfig, resolve_data_dir
@@ -138,6 +139,7 @@ class Agent:
             max_streams=cfg.grpc.stream_slots,
             stream_send_timeout=cfg.grpc.stream_send_timeout,
             transport=self.transport,
+            batch_limits=self._batch_limits(),
         )
         server.bind()
         self.grpc = server
@@ -145,6 +147,10 @@ class Agent:
         # registered by _start_grpc runs before the service closes; this is then a no-op.
         self._on_shutdown("gRPC port", lambda: server.begin_stop(0))
         return server
+
+    def _batch_limits(self) -> BatchLimits:
+        batch = self.config.batch
+        return BatchLimits(max_entries=batch.max_entries, max_bytes=batch.max_bytes)
 
     def _open_store(self) -> tuple[StoreFSM, CommandWriter | None]:
         cfg = self.config
@@ -252,6 +258,7 @@ class Agent:
             max_value_bytes=self.config.max_value_bytes,
             is_draining=self._draining.is_set,
             transport=self.transport,
+            batch_limits=self._batch_limits(),
         )
 
     def _start_health_monitor(self, server: GrpcServer, service: KVService) -> None:

@@ -36,6 +36,7 @@ from lrukv_server.txlog.config import Backend, FsyncPolicy, TxLogConfig
 
 __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
+    "BatchConfig",
     "SETTINGS",
     "ConfigError",
     "GrpcConfig",
@@ -124,6 +125,24 @@ class GrpcConfig:
     def stream_slots(self) -> int:
         """How many streams may run at once (``max_streams``, or its default)."""
         return self.max_streams or max(1, self.workers // 2)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchConfig:
+    """Limits of one batch request (GetMany, PutMany, DeleteMany, POST /v1/util/batch).
+
+    ``max_entries`` keys or operations; ``max_bytes`` bytes of the request (the
+    gRPC message, the HTTP body), and of the keys and values a read batch
+    answers. A request over either is refused whole with ``batch_too_large``.
+    """
+
+    max_entries: int = 10_000
+    max_bytes: int = 4 << 20
+
+    def validate(self) -> BatchConfig:
+        _check_int_range("batch.max_entries", self.max_entries, 1, 1_000_000)
+        _check_int_range("batch.max_bytes", self.max_bytes, 1024, MAX_MAX_VALUE_BYTES)
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +244,7 @@ class ServerConfig:
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
     txlog: TxLogConfig = field(default_factory=TxLogConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
     host: str = "127.0.0.1"
     data_dir: str = "lrukv-data"
     node_id: str = "node-1"
@@ -245,6 +265,7 @@ class ServerConfig:
         _check_int_range("store.max_key_bytes", self.store.max_key_bytes, 1, 65536)
         self.http.validate()
         self.grpc.validate()
+        self.batch.validate()
         self.logging.validate()
         self.observability.validate()
         if self.http.port and self.http.port == self.grpc.port:
@@ -419,6 +440,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("store", "max_bytes", ("--max-bytes",), parse_optional_size,
             "byte budget of keys plus values, split evenly across shards (default 0: none)",
             (int,), "BYTES"),
+    Setting("batch", "max_entries", ("--max-batch-entries",), parse_int,
+            "most keys or operations in one batch request (default 10000)", (int,), "N"),
+    Setting("batch", "max_bytes", ("--max-batch-bytes",), parse_size,
+            "largest batch request (gRPC message or HTTP body) and read-batch answer "
+            "(default 4MiB)", (int,), "BYTES"),
     Setting("txlog", "db_logger", ("-d", "--db-logger", "--dbLogger"), parse_str,
             "transaction log: off | file | file:/path | postgresql://DSN (default off); "
             "'postgres' takes the DSN from LRUKV_PG_DSN", (str,), "LOG"),

@@ -9,12 +9,14 @@ an HTTP status in one table (``lrukv_server.api.status``)::
     │   ├── LogUnavailable the transaction log refused or failed; writes are refused
     │   ├── Timeout        no outcome in time: the write may or may not be applied
     │   └── TooManyStreams every item-stream slot is taken; retry later
-    └── InvalidRequest     a request the core never sees: bad consistency level, bad TTL text…
+    ├── InvalidRequest     a request the core never sees: bad consistency level, bad TTL text…
+    └── BatchTooLarge      a batch over the batch limits (entries or bytes); nothing was done
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BatchTooLarge",
     "InvalidRequest",
     "LogUnavailable",
     "NotLeader",
@@ -74,3 +76,10 @@ class TooManyStreams(Unavailable):
 
 class InvalidRequest(ServiceError, ValueError):
     """A malformed request, caught before it reaches the store."""
+
+
+class BatchTooLarge(ServiceError, ValueError):
+    """A batch over the server's batch limits (``--max-batch-entries``,
+    ``--max-batch-bytes``). Refused whole, before anything is done; as one key's
+    error of a read batch, that key's value did not fit in the answer (the key
+    is unchanged: read it alone or in a smaller batch)."""

@@ -44,6 +44,7 @@ from lrukv_proto import (
     LEADER_RPC_METADATA,
 )
 from lrukv_proto.v1 import kv_pb2
+from lrukv_server.api.batch_limits import BatchLimits
 from lrukv_server.api.grpc_streams import StreamLimits
 from lrukv_server.api.status import INTERNAL, message_of, status_of
 from lrukv_server.errors import InvalidRequest, NotLeader
@@ -329,13 +330,22 @@ class _Handlers:
 
 
 def kv_method_handlers(
-    service: KVService, *, max_value_bytes: int, streams: StreamLimits
+    service: KVService,
+    *,
+    max_value_bytes: int,
+    streams: StreamLimits,
+    batch_limits: BatchLimits | None = None,
 ) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
     """The ``lrukv.v1.KV`` method handlers over *service*: Put refuses values
-    over *max_value_bytes*; GetKeysValues streams run within *streams*."""
+    over *max_value_bytes*; GetKeysValues and Pipeline streams run within
+    *streams*; batches are bounded by *batch_limits* (see grpc_batch)."""
+    # Imported here: grpc_batch builds on this module's helpers.
+    from lrukv_server.api.grpc_batch import batch_method_handlers  # noqa: PLC0415
+
     h = _Handlers(service, max_value_bytes, streams)
     unary = grpc.unary_unary_rpc_method_handler
-    return {
+    batches = batch_method_handlers(service, limits=batch_limits or BatchLimits(), streams=streams)
+    return batches | {
         "Put": unary(
             h.put,
             request_deserializer=_parser(kv_pb2.PutRequest),
@@ -436,14 +446,16 @@ class GrpcServer:
         max_streams: int = 0,
         stream_send_timeout: float = DEFAULT_STREAM_SEND_TIMEOUT,
         transport: TransportOptions | None = None,
+        batch_limits: BatchLimits | None = None,
     ) -> None:
         self._host = host
+        self.batch_limits = batch_limits or BatchLimits()
         self.transport = transport or TransportOptions()
         self._max_value_bytes = max_value_bytes
         self.streams = StreamLimits(
             max_streams=max_streams or max(1, workers // 2),
             send_timeout=stream_send_timeout,
-            method="GetKeysValues",
+            method="GetKeysValues or Pipeline",
         )
         self._requested_port = port
         self.port = port
@@ -460,7 +472,11 @@ class GrpcServer:
                 ("grpc.so_reuseport", 0),
                 (
                     "grpc.max_receive_message_length",
-                    max_request_bytes(max_value_bytes, max_key_bytes),
+                    max(
+                        max_request_bytes(max_value_bytes, max_key_bytes),
+                        # A batch a little over its limit still gets lrukv's answer.
+                        min(self.batch_limits.max_bytes + (1 << 20), _MAX_MESSAGE_BYTES),
+                    ),
                 ),
                 # GetKeys answers in one message; the client's limit decides.
                 ("grpc.max_send_message_length", -1),
@@ -502,7 +518,10 @@ class GrpcServer:
     def start(self, service: KVService) -> None:
         """Serve lrukv.v1.KV over *service*, and report SERVING."""
         handlers = kv_method_handlers(
-            service, max_value_bytes=self._max_value_bytes, streams=self.streams
+            service,
+            max_value_bytes=self._max_value_bytes,
+            streams=self.streams,
+            batch_limits=self.batch_limits,
         )
         self._server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(KV_SERVICE_NAME, handlers),)

@@ -11,6 +11,7 @@ Routes (docs/api.md and the OpenAPI document served at /openapi.json say more):
 ``GET /v1/util/servers``    JSON ``{"servers": [...]}`` (the HTTP twin of GetServers)
 ``GET /v1/util/stats``      JSON: size, capacity, limits, hits, misses, evictions
 ``GET /v1/util/ttl/<key>``  JSON ``{"key": ..., "ttl": seconds|null}``; 404 if absent
+``POST /v1/util/batch``     JSON gets, puts and deletes in one request (api.http_batch)
 ``GET /healthz``            200 while the process works, else 503
 ``GET /readyz``             200 while it can serve reads and writes, else 503
 ``GET /openapi.json``       the OpenAPI 3.1 document of this API
@@ -62,8 +63,10 @@ from werkzeug.routing import BaseConverter
 
 from lrukv.errors import InvalidKey, InvalidTTL, ValueTooLarge
 from lrukv_proto import LEADER_HTTP_HEADER, LEADER_RPC_HEADER
+from lrukv_server.api import http_batch
+from lrukv_server.api.batch_limits import BatchLimits
 from lrukv_server.api.status import INTERNAL, message_of, status_of
-from lrukv_server.errors import InvalidRequest, NotLeader
+from lrukv_server.errors import BatchTooLarge, InvalidRequest, NotLeader
 from lrukv_server.service.base import Consistency, KVService
 from lrukv_server.transport import TransportOptions
 
@@ -82,6 +85,8 @@ OPENAPI_RESOURCE = "openapi.json"
 _UTIL_PREFIX = "util/"
 _KEY_METHODS = ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
 _UTIL_METHODS = ("GET", "HEAD", "OPTIONS")
+_BATCH_PATH = "/v1/util/batch"
+_BATCH_METHODS = ("OPTIONS", "POST")
 _READ_CHUNK = 64 * 1024
 _NDJSON_BATCH = 256  # lines per write: one socket write per line would dominate the cost
 
@@ -180,8 +185,22 @@ def _ttl() -> float | None:
     return float(text)
 
 
-def _read_body(limit: int) -> bytes:
-    """The request body of a PUT, whole, or an error that stores nothing.
+TooLarge = Callable[[int, bool], Exception]
+"""Makes the 413 error for a body of (at least, when the flag is set) N bytes."""
+
+
+def _value_too_large(limit: int) -> TooLarge:
+    def refuse(size: int, at_least: bool) -> Exception:
+        more = "more than " if at_least else ""
+        return ValueTooLarge(
+            f"value is {more}{size} bytes; the limit is {limit}", size=size, limit=limit
+        )
+
+    return refuse
+
+
+def _read_body(limit: int, too_large: TooLarge | None = None, what: str = "a PUT") -> bytes:
+    """The request body of a PUT (*what*), whole, or an error that stores nothing.
 
     - 413 as soon as the body is known to exceed *limit*: from Content-Length
       before anything is read, or after limit + 1 bytes of a chunked body
@@ -199,9 +218,7 @@ def _read_body(limit: int) -> bytes:
         if declared:  # gunicorn has checked it is digits; some servers send "" for none
             length = int(declared)
             if length > limit:
-                raise ValueTooLarge(
-                    f"value is {length} bytes; the limit is {limit}", size=length, limit=limit
-                )
+                raise (too_large or _value_too_large(limit))(length, False)
             body = environ["wsgi.input"].read(length) if length else b""
             if len(body) != length:
                 raise InvalidRequest(
@@ -212,11 +229,11 @@ def _read_body(limit: int) -> bytes:
         coding = environ.get("HTTP_TRANSFER_ENCODING")
         if coding is None:
             raise LengthRequired(
-                "a PUT must say how long its body is: send Content-Length "
+                f"{what} must say how long its body is: send Content-Length "
                 "(0 for an empty value) or a chunked body"
             )
         _check_transfer_coding(coding)
-        return _read_chunked(request.stream, limit)
+        return _read_chunked(request.stream, limit, too_large or _value_too_large(limit))
     except _BODY_READ_ERRORS as exc:
         raise InvalidRequest(f"malformed request body: {_body_error_text(exc)}") from None
 
@@ -230,7 +247,7 @@ def _check_transfer_coding(value: str) -> None:
         )
 
 
-def _read_chunked(stream: Any, limit: int) -> bytes:
+def _read_chunked(stream: Any, limit: int, too_large: TooLarge) -> bytes:
     chunks: list[bytes] = []
     total = 0
     while True:
@@ -239,9 +256,7 @@ def _read_chunked(stream: Any, limit: int) -> bytes:
             return b"".join(chunks)
         total += len(chunk)
         if total > limit:
-            raise ValueTooLarge(
-                f"value is more than {limit} bytes; the limit is {limit}", size=total, limit=limit
-            )
+            raise too_large(limit, True)
         chunks.append(chunk)
 
 
@@ -339,6 +354,7 @@ def create_app(
     max_value_bytes: int,
     is_draining: Callable[[], bool] = lambda: False,
     transport: TransportOptions | None = None,
+    batch_limits: BatchLimits | None = None,
 ) -> Flask:
     """Build the Flask app serving *service*.
 
@@ -346,8 +362,10 @@ def create_app(
     makes /readyz answer 503 once a shutdown has begun. ``transport`` gives the
     scheme of redirects to the leader and the WSGI middleware, which wraps
     ``app.wsgi_app`` (so Flask's test client goes through it too).
+    ``batch_limits`` bounds ``POST /v1/util/batch`` (its body, its operations).
     """
     transport = transport or TransportOptions()
+    limits = batch_limits or BatchLimits()
     app = _Flask("lrukv_server")
     app.url_map.converters["rest"] = _RestConverter
     app.url_map.merge_slashes = False  # "/v1//a" names the key "/a", not "a"
@@ -426,6 +444,24 @@ def create_app(
         body = json.dumps({"key": key, "ttl": ttl}, ensure_ascii=False)
         return Response(body + "\n", 200, mimetype="application/json")
 
+    def batch_too_large(size: int, at_least: bool) -> Exception:
+        return BatchTooLarge(limits.too_many_bytes(size, at_least=at_least))
+
+    def run_batch() -> Response:
+        body = _read_body(limits.max_bytes, batch_too_large, what="a batch")
+        ops, atomic = http_batch.parse_batch(body, limits)
+        results = http_batch.run_batch(
+            service, ops, atomic=atomic, consistency=_consistency(), limits=limits
+        )
+        return Response(http_batch.encode_answer(results), 200, mimetype="application/json")
+
+    def refuse_batch_method() -> Response:
+        response = _error_response(
+            405, "method_not_allowed", f"{_BATCH_PATH} only answers POST (and OPTIONS)"
+        )
+        response.headers["Allow"] = ", ".join(_BATCH_METHODS)
+        return response
+
     utilities: dict[str, Callable[[], Response]] = {
         "keys": list_keys,
         "items": list_items,
@@ -446,6 +482,8 @@ def create_app(
 
     def refuse_utility(target: str) -> Response:
         """``/v1/util/...`` with a name or a method no utility serves: 404 or 405."""
+        if target == _BATCH_PATH[len("/v1/") :]:
+            return refuse_batch_method()
         if find_utility(target[len(_UTIL_PREFIX) :]) is None:
             return _error_response(404, "not_found", f"no such utility endpoint: /v1/{target}")
         response = _error_response(405, "method_not_allowed", f"/v1/{target} only answers GET")
@@ -480,6 +518,19 @@ def create_app(
         if method == "DELETE":
             return delete_value(key_from_target(target))
         return _options(_KEY_METHODS)
+
+    @app.route(_BATCH_PATH, methods=_BATCH_METHODS, provide_automatic_options=False)
+    def batch() -> Response:
+        if _raw_target(request.environ) != _BATCH_PATH:
+            # /v1/util%2Fbatch names a key, which takes no POST.
+            response = _error_response(
+                405, "method_not_allowed", "a key answers GET, HEAD, PUT and DELETE"
+            )
+            response.headers["Allow"] = ", ".join(_KEY_METHODS)
+            return response
+        if request.method == "OPTIONS":
+            return _options(_BATCH_METHODS)
+        return run_batch()
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -19,6 +19,7 @@ NotLeader              FAILED_PRECONDITION  307   not_leader
                                             /503  (307 when the leader's HTTP address is known)
 LogUnavailable         UNAVAILABLE          503   log_unavailable
 TooManyStreams         RESOURCE_EXHAUSTED   503   too_many_streams
+BatchTooLarge          RESOURCE_EXHAUSTED   413   batch_too_large
 Unavailable            UNAVAILABLE          503   unavailable
 anything else          INTERNAL             500   internal
 =====================  ===================  ====  ===================
@@ -48,6 +49,7 @@ from lrukv.errors import (
     ValueTooLarge,
 )
 from lrukv_server.errors import (
+    BatchTooLarge,
     InvalidRequest,
     LogUnavailable,
     NotLeader,
@@ -90,6 +92,7 @@ TABLE: tuple[ErrorStatus, ...] = (
     ErrorStatus(LogUnavailable, grpc.StatusCode.UNAVAILABLE, 503, "log_unavailable"),
     ErrorStatus(TooManyStreams, grpc.StatusCode.RESOURCE_EXHAUSTED, 503, "too_many_streams"),
     ErrorStatus(Unavailable, grpc.StatusCode.UNAVAILABLE, 503, "unavailable"),
+    ErrorStatus(BatchTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED, 413, "batch_too_large"),
 )
 """Every row; most specific classes first (lookup is by MRO, so order is only for reading)."""
 

@@ -13,6 +13,9 @@ Contract for implementations
   configured (transaction log appended and synced per its policy, or committed
   by a Raft quorum). An exception means the write may not be durable and must
   not be reported to the client as done.
+* ``get_many`` and ``write_many`` follow the batch semantics of
+  :mod:`lrukv_server.service.batch` (per-key results, in order, one command
+  per write batch, recency as single gets).
 * ``keys`` and ``items`` must not hold locks while the caller consumes them: a
   client that stops reading a stream must never block writers.
 * Every method is safe to call from many threads at once.
@@ -21,9 +24,11 @@ Contract for implementations
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
+
+from lrukv_server.service.batch import GetResult, WriteOp, WriteResult
 
 __all__ = [
     "ClusterStatus",
@@ -142,6 +147,28 @@ class KVService(Protocol):
 
     def delete(self, key: str) -> bool:
         """Remove *key*; return whether it existed. Deleting an absent key is no error."""
+        ...
+
+    def get_many(
+        self,
+        keys: Sequence[str],
+        *,
+        consistency: Consistency = Consistency.DEFAULT,
+        max_bytes: int | None = None,
+    ) -> list[GetResult]:
+        """One result per key, in order: its value, or None when absent; an invalid
+        key is that key's error. Honours *consistency* as ``get`` does, with one
+        read barrier for the whole batch. Found keys become the most recently
+        used, in order, as that sequence of gets would make them. A found key
+        that would take the answer's key and value bytes past *max_bytes* is
+        answered with BatchTooLarge and left unchanged."""
+        ...
+
+    def write_many(self, ops: Sequence[WriteOp], *, atomic: bool = False) -> list[WriteResult]:
+        """Apply puts and deletes in order as ONE command; one result per op, in
+        order. A refused op is that op's error and the others apply; with
+        *atomic* the first refusal is raised and nothing is applied. Durable on
+        return, as ``put`` is."""
         ...
 
     def keys(self, *, consistency: Consistency = Consistency.DEFAULT) -> Iterator[str]:

@@ -16,7 +16,7 @@ Health is what the Agent registers: one named check per part (store, txlog…).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from lrukv.errors import KeyNotFound
@@ -29,6 +29,15 @@ from lrukv_server.service.base import (
     MemberStatus,
     ServerInfo,
     StoreStats,
+)
+from lrukv_server.service.batch import (
+    GetResult,
+    PutOp,
+    WriteOp,
+    WriteResult,
+    bounded_answer,
+    prepare_writes,
+    write_results,
 )
 from lrukv_server.service.introspect import remaining_ttl, store_stats
 from lrukv_server.txlog.locks import WriterLock
@@ -134,6 +143,39 @@ class LocalService:
             raise Unavailable(_CLOSED_MESSAGE)
         self._store.check_key(key)
         return self._writer.submit(Delete(key)) is not None
+
+    def get_many(
+        self,
+        keys: Sequence[str],
+        *,
+        consistency: Consistency = Consistency.DEFAULT,
+        max_bytes: int | None = None,
+    ) -> list[GetResult]:
+        if self._closed:
+            raise Unavailable(_CLOSED_MESSAGE)
+        # Peek first and move the found keys afterwards, in order: the same recency
+        # as that sequence of gets, and a key left out of an answer over max_bytes
+        # is not moved. peek counts hits and misses as get does.
+        results, found = bounded_answer(keys, self._store.peek, max_bytes)
+        if found:
+            self._store.touch(found)
+        return results
+
+    def write_many(self, ops: Sequence[WriteOp], *, atomic: bool = False) -> list[WriteResult]:
+        if self._closed:
+            raise Unavailable(_CLOSED_MESSAGE)
+        store = self._store
+
+        def validate(op: WriteOp) -> Command:
+            if isinstance(op, PutOp):
+                return Put(op.key, op.value, store.check_put(op.key, op.value, op.ttl))
+            store.check_key(op.key)
+            return Delete(op.key)
+
+        batch, positions, results = prepare_writes(ops, validate, atomic=atomic)
+        if batch is None:
+            return [r for r in results if r is not None]
+        return write_results(results, positions, ops, self._writer.submit(batch))
 
     def keys(self, *, consistency: Consistency = Consistency.DEFAULT) -> Iterator[str]:
         if self._closed:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -56,6 +56,15 @@ from lrukv_server.service.base import (
     MemberStatus,
     ServerInfo,
     StoreStats,
+)
+from lrukv_server.service.batch import (
+    GetResult,
+    PutOp,
+    WriteOp,
+    WriteResult,
+    bounded_answer,
+    prepare_writes,
+    write_results,
 )
 from lrukv_server.service.introspect import remaining_ttl, store_stats
 from lrukv_server.service.local import HealthCheck
@@ -212,6 +221,9 @@ class ReplicatedService:
 
     def put(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         self._check_open()
+        self._propose(self._checked_put(key, value, ttl))
+
+    def _checked_put(self, key: str, value: bytes, ttl: float | None) -> Put:
         # Validate before proposing: apply never refuses for a node's own limits.
         expires = self._store.check_put(key, value, ttl)
         if len(value) > self._max_value_bytes:
@@ -220,7 +232,24 @@ class ReplicatedService:
                 size=len(value),
                 limit=self._max_value_bytes,
             )
-        self._propose(Put(key, value, expires))
+        return Put(key, value, expires)
+
+    def write_many(self, ops: Sequence[WriteOp], *, atomic: bool = False) -> list[WriteResult]:
+        self._check_open()
+        store = self._store
+
+        def validate(op: WriteOp) -> Command:
+            if isinstance(op, PutOp):
+                return self._checked_put(op.key, op.value, op.ttl)
+            store.check_key(op.key)
+            return Delete(op.key)
+
+        # The valid operations become ONE BATCH command: one Raft entry, applied
+        # at one index on every replica.
+        batch, positions, results = prepare_writes(ops, validate, atomic=atomic)
+        if batch is None:
+            return [r for r in results if r is not None]
+        return write_results(results, positions, ops, self._propose(batch))
 
     def delete(self, key: str) -> bool:
         self._check_open()
@@ -242,6 +271,21 @@ class ReplicatedService:
             raise KeyNotFound(key)
         self._touches.record(key)
         return value
+
+    def get_many(
+        self,
+        keys: Sequence[str],
+        *,
+        consistency: Consistency = Consistency.DEFAULT,
+        max_bytes: int | None = None,
+    ) -> list[GetResult]:
+        self._check_open()
+        self._read_barrier(consistency)  # one barrier for the whole batch
+        results, found = bounded_answer(keys, self._store.peek, max_bytes)
+        record = self._touches.record
+        for key in found:
+            record(key)
+        return results
 
     def keys(self, *, consistency: Consistency = Consistency.DEFAULT) -> Iterator[str]:
         self._check_open()

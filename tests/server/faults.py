@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from lrukv.errors import (
     ValueTooLarge,
 )
 from lrukv_server.errors import (
+    BatchTooLarge,
     InvalidRequest,
     LogUnavailable,
     NotLeader,
@@ -44,6 +45,14 @@ from lrukv_server.service.base import (
     MemberStatus,
     ServerInfo,
     StoreStats,
+)
+from lrukv_server.service.batch import (
+    DeleteOp,
+    GetResult,
+    PutOp,
+    WriteOp,
+    WriteResult,
+    per_key_errors,
 )
 
 __all__ = [
@@ -107,6 +116,8 @@ FAULTS: tuple[Fault, ...] = (
           TooManyStreams, "RESOURCE_EXHAUSTED", 503, "too_many_streams"),
     Fault("fault-unavailable", lambda: Unavailable("the server is shutting down"), Unavailable,
           "UNAVAILABLE", 503, "unavailable"),
+    Fault("fault-batch-too-large", lambda: BatchTooLarge("the batch has 9 entries; the limit is 8"),
+          BatchTooLarge, "RESOURCE_EXHAUSTED", 413, "batch_too_large"),
     Fault("fault-internal", lambda: RuntimeError(f"boom at {SECRET}"), Exception,
           "INTERNAL", 500, "internal"),
 )  # fmt: skip
@@ -142,6 +153,44 @@ class FaultyService:
     def delete(self, key: str) -> bool:
         self._check(key)
         return self._inner.delete(key)
+
+    @staticmethod
+    def _split(keys: Sequence[str]) -> dict[int, Exception]:
+        """Per-key faults of a batch (the key's own errors); a fault of the node
+        (NotLeader, Unavailable, internal…) is raised for the whole batch."""
+        refused: dict[int, Exception] = {}
+        for position, key in enumerate(keys):
+            try:
+                FaultyService._check(key)
+            except per_key_errors as exc:
+                refused[position] = exc
+        return refused
+
+    def get_many(
+        self,
+        keys: Sequence[str],
+        *,
+        consistency: Consistency = Consistency.DEFAULT,
+        max_bytes: int | None = None,
+    ) -> list[GetResult]:
+        refused = self._split(keys)
+        rest = [key for position, key in enumerate(keys) if position not in refused]
+        answered = iter(self._inner.get_many(rest, consistency=consistency, max_bytes=max_bytes))
+        return [
+            GetResult(key, None, refused[p]) if p in refused else next(answered)
+            for p, key in enumerate(keys)
+        ]
+
+    def write_many(self, ops: Sequence[WriteOp], *, atomic: bool = False) -> list[WriteResult]:
+        refused = self._split([op.key for op in ops])
+        if atomic and refused:
+            raise refused[min(refused)]
+        rest = [op for position, op in enumerate(ops) if position not in refused]
+        answered = iter(self._inner.write_many(rest, atomic=atomic))
+        return [
+            WriteResult(op.key, error=refused[p]) if p in refused else next(answered)
+            for p, op in enumerate(ops)
+        ]
 
     def keys(self, *, consistency: Consistency = Consistency.DEFAULT) -> Iterator[str]:
         return self._inner.keys(consistency=consistency)
@@ -215,6 +264,28 @@ class FakeService:
     def delete(self, key: str) -> bool:
         self._record("delete", key)
         return self.data.pop(key, None) is not None
+
+    def get_many(
+        self,
+        keys: Sequence[str],
+        *,
+        consistency: Consistency = Consistency.DEFAULT,
+        max_bytes: int | None = None,
+    ) -> list[GetResult]:
+        self._record("get_many", tuple(keys), consistency, max_bytes)
+        return [GetResult(key, self.data.get(key)) for key in keys]
+
+    def write_many(self, ops: Sequence[WriteOp], *, atomic: bool = False) -> list[WriteResult]:
+        self._record("write_many", tuple(ops), atomic)
+        results = []
+        for op in ops:
+            if isinstance(op, PutOp):
+                self.data[op.key] = op.value
+                results.append(WriteResult(op.key))
+            elif isinstance(op, DeleteOp):
+                existed = self.data.pop(op.key, None) is not None
+                results.append(WriteResult(op.key, existed=existed))
+        return results
 
     def keys(self, *, consistency: Consistency = Consistency.DEFAULT) -> Iterator[str]:
         self._record("keys", consistency)

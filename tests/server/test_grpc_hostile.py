@@ -43,7 +43,18 @@ LRUKV_CODES = {
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
-METHODS = ["Put", "Get", "Delete", "GetKeys", "GetKeysValues", "GetServers"]
+METHODS = [
+    "Put",
+    "Get",
+    "Delete",
+    "GetKeys",
+    "GetKeysValues",
+    "GetServers",
+    "GetMany",
+    "PutMany",
+    "DeleteMany",
+    "Pipeline",
+]
 REQUEST_TYPES = {
     "Put": kv_pb2.PutRequest,
     "Get": kv_pb2.GetRequest,
@@ -51,6 +62,10 @@ REQUEST_TYPES = {
     "GetKeys": kv_pb2.GetKeysRequest,
     "GetKeysValues": kv_pb2.GetKeysValuesRequest,
     "GetServers": kv_pb2.GetServersRequest,
+    "GetMany": kv_pb2.GetManyRequest,
+    "PutMany": kv_pb2.PutManyRequest,
+    "DeleteMany": kv_pb2.DeleteManyRequest,
+    "Pipeline": kv_pb2.PipelineRequest,
 }
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -102,6 +117,12 @@ def _send(channel: grpc.Channel, method: str, payload: bytes) -> None:
             path, request_serializer=identity, response_deserializer=identity
         )
         for _ in stream(payload, timeout=TIMEOUT):
+            pass
+    elif method == "Pipeline":  # the payload as one request of the stream, then another
+        pipeline = channel.stream_stream(
+            path, request_serializer=identity, response_deserializer=identity
+        )
+        for _ in pipeline(iter([payload, payload]), timeout=TIMEOUT):
             pass
     else:
         unary = channel.unary_unary(
@@ -182,6 +203,40 @@ def hostile_messages(method: str) -> st.SearchStrategy[bytes]:
         made = st.builds(kv_pb2.DeleteRequest, key=keys)
     elif method in ("GetKeys", "GetKeysValues"):
         made = st.builds(REQUEST_TYPES[method], consistency=consistencies)
+    elif method == "GetMany":
+        made = st.builds(
+            kv_pb2.GetManyRequest, keys=st.lists(keys, max_size=8), consistency=consistencies
+        )
+    elif method == "PutMany":
+        entry = st.builds(kv_pb2.PutManyEntry, key=keys, value=values, ttl_seconds=st.none() | ttls)
+        made = st.builds(
+            kv_pb2.PutManyRequest, entries=st.lists(entry, max_size=6), atomic=st.booleans()
+        )
+    elif method == "DeleteMany":
+        made = st.builds(
+            kv_pb2.DeleteManyRequest, keys=st.lists(keys, max_size=8), atomic=st.booleans()
+        )
+    elif method == "Pipeline":
+        made = st.one_of(
+            st.builds(
+                kv_pb2.PipelineRequest,
+                id=st.integers(0, 2**64 - 1),
+                get=st.builds(kv_pb2.GetRequest, key=keys, consistency=consistencies),
+            ),
+            st.builds(
+                kv_pb2.PipelineRequest,
+                id=st.integers(0, 2**64 - 1),
+                put=st.builds(
+                    kv_pb2.PutRequest, key=keys, value=values, ttl_seconds=st.none() | ttls
+                ),
+            ),
+            st.builds(
+                kv_pb2.PipelineRequest,
+                id=st.integers(0, 2**64 - 1),
+                delete=st.builds(kv_pb2.DeleteRequest, key=keys),
+            ),
+            st.builds(kv_pb2.PipelineRequest, id=st.integers(0, 2**64 - 1)),
+        )
     else:
         made = st.just(kv_pb2.GetServersRequest())
     return made.map(lambda message: message.SerializeToString())  # type: ignore[attr-defined]

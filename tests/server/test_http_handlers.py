@@ -452,6 +452,7 @@ def test_openapi_documents_exactly_the_routes_served(client: FlaskClient) -> Non
         "/v1/util/stats",
         "/v1/util/cluster",
         "/v1/util/ttl/{key}",
+        "/v1/util/batch",
         "/healthz",
         "/readyz",
         "/openapi.json",

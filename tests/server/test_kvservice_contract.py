@@ -14,10 +14,11 @@ import pytest
 
 import lrukv
 from lrukv.errors import InvalidKey, InvalidTTL, KeyNotFound, ValueTooLarge
-from lrukv_server.errors import Unavailable
+from lrukv_server.errors import BatchTooLarge, Unavailable
 from lrukv_server.fsm import Member, StoreFSM
 from lrukv_server.raft import RaftConfig, RaftNode
 from lrukv_server.service.base import Consistency, KVService, ServerInfo
+from lrukv_server.service.batch import DeleteOp, PutOp, WriteOp
 from lrukv_server.service.local import LocalService
 from lrukv_server.service.replicated import (
     ReplicaStateMachine,
@@ -194,3 +195,102 @@ def test_stats_count_what_is_stored_and_ttl_tells_the_time_left(service: KVServi
         service.ttl("absent", consistency=level)
     stats = service.stats()
     assert (stats.size, stats.capacity, stats.max_value_bytes) == (2, 4 * 64, LIMIT)
+
+
+# ------------------------------------------------------------------ batches
+
+
+def test_a_write_batch_applies_in_order_and_answers_each_key(service: KVService) -> None:
+    ops: list[WriteOp] = [
+        PutOp("a", b"1"),
+        PutOp("b", b"2", ttl=60),
+        PutOp("a", b"3"),  # the same key again: the last write wins
+        DeleteOp("b"),  # sees the put before it
+        DeleteOp("never"),
+        PutOp("", b"x"),  # refused: that key's error, the others still apply
+        PutOp("big", bytes(LIMIT + 1)),
+        PutOp("t", b"v", ttl=-1),
+        DeleteOp("bad\x00key"),
+    ]
+    results = service.write_many(ops)
+    assert [r.key for r in results] == [op.key for op in ops]
+    assert [type(r.error) for r in results] == [
+        *[type(None)] * 5,
+        InvalidKey,
+        ValueTooLarge,
+        InvalidTTL,
+        InvalidKey,
+    ]
+    assert [r.existed for r in results[3:5]] == [True, False]
+    got = service.get_many(["a", "b", "never", "big", "t"], consistency=Consistency.LINEARIZABLE)
+    assert [(r.key, r.value, r.error) for r in got] == [
+        ("a", b"3", None),
+        ("b", None, None),
+        ("never", None, None),
+        ("big", None, None),
+        ("t", None, None),
+    ]
+
+
+def test_a_read_batch_answers_every_key_in_order_at_every_consistency(
+    service: KVService,
+) -> None:
+    service.write_many([PutOp("x", b"1"), PutOp("y", bytes(range(256)))])
+    for level in Consistency:
+        got = service.get_many(["y", "absent", "x", "", "y"], consistency=level)
+        assert [r.key for r in got] == ["y", "absent", "x", "", "y"]
+        assert [r.value for r in got] == [bytes(range(256)), None, b"1", None, bytes(range(256))]
+        assert isinstance(got[3].error, InvalidKey)
+        assert [r.error for r in got[:3]] == [None, None, None]
+
+
+def test_empty_batches_answer_nothing_and_change_nothing(service: KVService) -> None:
+    assert service.write_many([]) == []
+    assert service.write_many([], atomic=True) == []
+    assert service.get_many([]) == []
+    assert service.write_many([PutOp("", b"v")])[0].error is not None
+    assert list(service.keys(consistency=Consistency.LINEARIZABLE)) == []
+
+
+def test_an_atomic_batch_with_one_refused_op_changes_nothing(service: KVService) -> None:
+    service.put("kept", b"old")
+    with pytest.raises(ValueTooLarge):
+        service.write_many(
+            [PutOp("kept", b"new"), DeleteOp("kept"), PutOp("big", bytes(LIMIT + 1))],
+            atomic=True,
+        )
+    with pytest.raises(InvalidKey):
+        service.write_many([PutOp("other", b"v"), DeleteOp("")], atomic=True)
+    assert service.get("kept", consistency=Consistency.LINEARIZABLE) == b"old"
+    assert sorted(service.keys(consistency=Consistency.LINEARIZABLE)) == ["kept"]
+    results = service.write_many([PutOp("kept", b"new"), DeleteOp("kept")], atomic=True)
+    assert [(r.error, r.existed) for r in results] == [(None, False), (None, True)]
+    assert list(service.keys(consistency=Consistency.LINEARIZABLE)) == []
+
+
+def test_a_read_batch_moves_keys_as_that_sequence_of_gets_would(service: KVService) -> None:
+    keys = [f"r{i}" for i in range(12)]
+    service.write_many([PutOp(key, b"v") for key in keys])
+    read = ["r3", "r0", "absent", "r7", "r3", "r11"]
+    service.get_many(read)
+    model = STORE.build()
+    for key in keys:
+        model.put(key, b"v")
+    for key in read:
+        model.get(key)
+    expected = list(model.keys())
+    deadline = time.monotonic() + 15
+    # In a cluster the reads reach recency through a replicated TOUCH, shortly after.
+    while list(service.keys(consistency=Consistency.LINEARIZABLE)) != expected:
+        assert time.monotonic() < deadline, list(service.keys(consistency=Consistency.STALE))
+        time.sleep(0.05)
+
+
+def test_a_read_batch_over_its_answer_limit_refuses_only_the_keys_that_do_not_fit(
+    service: KVService,
+) -> None:
+    service.write_many([PutOp(f"m{i}", bytes(100)) for i in range(3)])
+    got = service.get_many(["m0", "m1", "absent", "m2"], max_bytes=250)  # 102 bytes each
+    assert [r.value for r in got[:3]] == [bytes(100), bytes(100), None]
+    assert got[3].value is None and isinstance(got[3].error, BatchTooLarge)
+    assert "smaller batch" in str(got[3].error)
