@@ -13,7 +13,8 @@ is raised when the block ends, so a lost write is never silent.
 * :class:`AsyncPipeline` (``AsyncClient``): the same on grpc.aio; its methods
   are coroutines that wait for room in the window and return the future.
 * :class:`HttpPipeline` (``HttpClient``): collects requests and sends each
-  ``window`` of them as one ``POST /v1/util/batch`` (and the rest at the end).
+  ``window`` of them as one ``POST /v1/util/batch`` (and the rest at the end,
+  or when a future's outcome is asked for first).
 
 Pipelines are not retried and do not follow a leader: a request a follower
 refuses fails with ``NotLeader`` in its future. Use a pipeline from one thread
@@ -320,6 +321,26 @@ class AsyncPipeline(_StreamPipeline, AsyncClosing):
         await self.cancel()
 
 
+class _FlushingFuture(Future[Any]):
+    """A future of an HTTP pipeline: asking for its outcome before it is known
+    sends what was collected, so ``f.result()`` inside the block never waits
+    for a batch that is only sent when the block ends."""
+
+    def __init__(self, flush: Callable[[], None]) -> None:
+        super().__init__()
+        self._flush = flush
+
+    def result(self, timeout: float | None = None) -> Any:
+        if not self.done():
+            self._flush()
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if not self.done():
+            self._flush()
+        return super().exception(timeout)
+
+
 class HttpPipeline(Closing):
     """A pipeline for ``HttpClient``: requests are collected and sent ``window``
     at a time as one ``POST /v1/util/batch`` (not atomic: each op is judged on
@@ -365,7 +386,7 @@ class HttpPipeline(Closing):
     def _add(self, build_op: Callable[[], dict[str, Any]]) -> Future[Any]:
         if self._closed:
             raise LrukvClientError("the pipeline is closed")
-        future: Future[Any] = Future()
+        future: Future[Any] = _FlushingFuture(self.flush)
         try:
             op = build_op()
         except LrukvClientError as err:
