@@ -232,6 +232,10 @@ def _cli(
     )
 
 
+def _address(transport: str, server: ServerProcess) -> str:
+    return server.rpc_addr if transport == "grpc" else server.http_url
+
+
 def _digest(kv: AnyClient) -> str:
     with kv.items() as stream:
         pairs = sorted(stream)
@@ -248,7 +252,6 @@ def test_export_then_import_round_trips_every_byte(transport: str, tmp_path: Pat
     source = start_server(tmp_path / "source")
     target = start_server(tmp_path / "target")
     try:
-        address = (lambda s: s.rpc_addr) if transport == "grpc" else (lambda s: s.http_url)
         with open_client(transport, source) as kv:
             _skip_without_batches(kv)
             kv.delete("probe")
@@ -260,12 +263,12 @@ def test_export_then_import_round_trips_every_byte(transport: str, tmp_path: Pat
             assert all(r.ok for r in kv.put_many(items))
             source_digest = _digest(kv)
         dump = tmp_path / "store.ndjson"
-        exported = _cli(address(source), "export", str(dump))
+        exported = _cli(_address(transport, source), "export", str(dump))
         assert exported.returncode == 0, exported.stderr
         assert f"exported {len(items)} items".encode() in exported.stderr
         lines = dump.read_bytes().splitlines()
         assert len(lines) == len(items)
-        imported = _cli(address(target), "import", str(dump))
+        imported = _cli(_address(transport, target), "import", str(dump))
         assert imported.returncode == 0, imported.stderr
         with open_client(transport, target) as kv:
             assert _digest(kv) == source_digest
