@@ -86,6 +86,11 @@ class _StreamPipeline:
         self._failure: LrukvClientError | None = None
         self._closed = False
 
+    @property
+    def failed(self) -> bool:
+        """Whether the stream broke (every later request fails at once)."""
+        return self._failure is not None
+
     def _level_of(self, consistency: Consistency | str | None) -> Consistency:
         return self._level if consistency is None else Consistency.parse(consistency)
 
@@ -397,6 +402,11 @@ class HttpPipeline(Closing):
         if len(self._ops) >= self._window:
             self.flush()
         return future
+
+    @property
+    def failed(self) -> bool:
+        """Whether a batch failed as a whole (the pipeline itself goes on)."""
+        return False
 
     def flush(self) -> None:
         """Send what was collected now, and settle its futures."""
