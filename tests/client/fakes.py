@@ -94,6 +94,7 @@ class FakeNode:
         self.max_batch_entries = 10_000
         self.max_value_bytes: int | None = None
         self.batch_sizes: list[int] = []  # entries of every batch request that arrived
+        self.metadata_seen: list[dict[str, str]] = []  # gRPC metadata / HTTP headers per call
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
         self._lock = threading.Lock()
         self._grpc: grpc.Server | None = None
@@ -309,6 +310,9 @@ class _Servicer(kv_pb2_grpc.KVServicer):
     def _fault(
         self, method: str, context: grpc.ServicerContext, consistency: int = 0
     ) -> Fault | None:
+        self.node.metadata_seen.append(
+            {str(k): str(v) for k, v in (context.invocation_metadata() or ())}
+        )
         fault = self.node.take_fault(method, stale=consistency == kv_pb2.CONSISTENCY_STALE)
         if fault is None:
             return None
@@ -557,6 +561,7 @@ def _handler_for(node: FakeNode) -> type[BaseHTTPRequestHandler]:
         def _fault(self, method: str) -> Fault | None:
             _, query = self._route()
             stale = query.get("consistency", [""])[0] == "stale"
+            node.metadata_seen.append({k.lower(): v for k, v in self.headers.items()})
             fault = node.take_fault(method, stale=stale)
             if fault is None:
                 return None

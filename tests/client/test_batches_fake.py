@@ -218,3 +218,16 @@ def test_the_asyncio_client_has_batches_and_pipelines(fake: FakeNode) -> None:
 
     asyncio.run(scenario())
     assert fake.batch_sizes[:2] == [2, 2]
+
+
+def test_per_call_metadata_reaches_the_server_on_every_call(fake: FakeNode) -> None:
+    from lrukv_client import Client, HttpClient
+
+    with Client(fake.rpc_addr, metadata={"X-Tenant": "blue"}, retry=fast_retry()) as kv:
+        kv.put("k", b"v")
+        kv.put_many({"a": b"1"})
+    with HttpClient(fake.http_addr, headers={"X-Tenant": "blue"}, retry=fast_retry()) as http:
+        http.get("k")
+        http.get_many(["a"])
+    assert len(fake.metadata_seen) == 4
+    assert all(seen.get("x-tenant") == "blue" for seen in fake.metadata_seen)
