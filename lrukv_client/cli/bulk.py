@@ -155,26 +155,47 @@ def export_items(
     out: IO[str],
     *,
     consistency: str = "default",
+    batched: bool = False,
     on_item: Callable[[int], None] | None = None,
 ) -> int:
     """Write every live item of ``kv`` to ``out`` as NDJSON; return how many.
-    ``on_item(count)`` is called every few thousand items (a progress bar)."""
+    ``on_item(count)`` is called every few thousand items (a progress bar).
+
+    By default the items come from the item stream, which reads without using
+    the keys. ``batched``: list the keys, then read them with ``get_many``,
+    four batches in flight — many times faster over gRPC (whose stream costs
+    the client one message per item), but each read is a use: every key becomes
+    recently used and counts as a hit. A key deleted between the listing and
+    its batch is left out."""
     count = 0
     lines: list[str] = []
-    with kv.items(consistency=consistency) as stream:
-        for key, value in stream:
-            lines.append(encode_item(key, value))
-            if len(lines) >= _WRITE_EVERY:
-                out.writelines(lines)
-                count += len(lines)
-                lines.clear()
-                if on_item is not None:
-                    on_item(count)
+    for key, value in _batched_items(kv, consistency) if batched else _streamed(kv, consistency):
+        lines.append(encode_item(key, value))
+        if len(lines) >= _WRITE_EVERY:
+            out.writelines(lines)
+            count += len(lines)
+            lines.clear()
+            if on_item is not None:
+                on_item(count)
     out.writelines(lines)
     count += len(lines)
     if on_item is not None:
         on_item(count)
     return count
+
+
+def _streamed(kv: AnyClient, consistency: str) -> Iterator[tuple[str, bytes]]:
+    with kv.items(consistency=consistency) as stream:
+        yield from stream
+
+
+def _batched_items(kv: AnyClient, consistency: str) -> Iterator[tuple[str, bytes]]:
+    keys = kv.keys(consistency=consistency)
+    size = kv.batch_size
+    parts = [keys[start : start + size] for start in range(0, len(keys), size)]
+    with concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="lrukv-export") as pool:
+        for found in pool.map(lambda part: kv.get_many(part, consistency=consistency), parts):
+            yield from found.items()
 
 
 @dataclass
@@ -268,6 +289,14 @@ def export(
     *,
     file: Annotated[str, typer.Argument(help="The NDJSON file to write; '-': stdout.")],
     consistency: ConsistencyOption = ConsistencyChoice.default,
+    batched: Annotated[
+        bool,
+        typer.Option(
+            "--batched",
+            help="Read with GetKeys + GetMany batches instead of the item stream: much "
+            "faster over gRPC, but every key becomes recently used and counts as a hit.",
+        ),
+    ] = False,
     progress: ProgressOption = None,
 ) -> None:
     """Write every key and value to FILE, one {"key": ..., "value": <base64>} line
@@ -277,7 +306,9 @@ def export(
     with errors_to_exit_codes(), settings.open() as kv, _output(file) as out:
         total = _store_size(kv)
         with _bar(progress, "export", total, "items") as advance:
-            count = export_items(kv, out, consistency=consistency.value, on_item=advance)
+            count = export_items(
+                kv, out, consistency=consistency.value, batched=batched, on_item=advance
+            )
     seconds = time.perf_counter() - started
     if settings.json:
         _echo_json({"exported": count, "file": file, "seconds": round(seconds, 3)})

@@ -57,6 +57,9 @@ def test_export_writes_exact_bytes_as_ndjson(
     assert rows == fake.data
     to_stdout = lrukv(fake, transport, "export", "-")
     assert len(to_stdout.stdout.splitlines()) == 3
+    batched = lrukv(fake, transport, "export", "--batched", "-")
+    assert sorted(batched.stdout.splitlines()) == sorted(to_stdout.stdout.splitlines())
+    assert fake.count("GetMany") == 1 and fake.count("GetKeys") == 1
 
 
 def test_import_stores_and_names_refused_lines(
