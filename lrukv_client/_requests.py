@@ -55,10 +55,17 @@ __all__ = [
     "HTTP_STATUS",
     "Call",
     "ClientCore",
+    "Plan",
     "PutEntry",
+    "batch_plan",
     "chunks",
+    "drive",
+    "entry_size",
     "error_for",
+    "exists_plan",
+    "local_key_error",
     "put_entries",
+    "single",
 ]
 
 R = TypeVar("R")
@@ -319,14 +326,10 @@ def chunks(sizes: Sequence[int], *, max_entries: int, max_bytes: int) -> list[ra
     """
     out: list[range] = []
     start = 0
-    used = 0
-    for index, size in enumerate(sizes):
-        if index > start and (index - start >= max_entries or used + size > max_bytes):
-            out.append(range(start, index))
-            start, used = index, 0
-        used += size
-    if start < len(sizes):
-        out.append(range(start, len(sizes)))
+    while start < len(sizes):
+        end = _chunk_end(sizes, start, max_entries, max_bytes)
+        out.append(range(start, end))
+        start = end
     return out
 
 
