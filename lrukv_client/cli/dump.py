@@ -16,6 +16,8 @@ import binascii
 import json
 from dataclasses import dataclass
 
+from lrukv_client import InvalidArgument
+
 __all__ = ["BadLine", "DumpItem", "encode_item", "parse_line"]
 
 
@@ -28,8 +30,8 @@ class DumpItem:
     ttl: float | None = None
 
 
-class BadLine(ValueError):
-    """A line that is not an item; the message says why."""
+class BadLine(InvalidArgument):
+    """A line that is not an item; the message says why (a usage error, exit 2)."""
 
 
 def encode_item(key: str, value: bytes) -> str:
