@@ -132,7 +132,7 @@ class BatchConfig:
     """Limits of one batch request (GetMany, PutMany, DeleteMany, POST /v1/util/batch).
 
     ``max_entries`` keys or operations; ``max_bytes`` bytes of the request (the
-    gRPC message, the HTTP body), and of the keys and values a read batch
+    gRPC message, the HTTP body), and of the values a read batch
     answers. A request over either is refused whole with ``batch_too_large``.
     """
 
@@ -473,7 +473,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("grpc", "workers", ("--grpc-workers",), parse_int,
             "threads serving gRPC calls (default 16)", (int,), "N"),
     Setting("grpc", "max_streams", ("--grpc-max-streams",), parse_int,
-            "GetKeysValues streams served at once; more get RESOURCE_EXHAUSTED "
+            "GetKeysValues and Pipeline streams served at once; more get RESOURCE_EXHAUSTED "
             "(default 0: half of --grpc-workers)", (int,), "N"),
     Setting("grpc", "stream_send_timeout", ("--grpc-stream-send-timeout",), parse_seconds,
             "cancel a GetKeysValues stream whose client takes no message for this long "

@@ -76,6 +76,41 @@ class DictKV(kv_pb2_grpc.KVServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, "not found")
         return kv_pb2.TtlResponse()
 
+    def GetMany(
+        self, request: kv_pb2.GetManyRequest, context: grpc.ServicerContext
+    ) -> kv_pb2.GetManyResponse:
+        response = kv_pb2.GetManyResponse()
+        for key in request.keys:
+            value = self.store.get(key)
+            if value is None:
+                response.results.add(key=key)
+            else:
+                response.results.add(key=key, found=True, value=value)
+        return response
+
+    def PutMany(
+        self, request: kv_pb2.PutManyRequest, context: grpc.ServicerContext
+    ) -> kv_pb2.PutManyResponse:
+        response = kv_pb2.PutManyResponse()
+        for entry in request.entries:
+            self.store[entry.key] = entry.value
+            response.results.add(key=entry.key)
+        return response
+
+    def DeleteMany(
+        self, request: kv_pb2.DeleteManyRequest, context: grpc.ServicerContext
+    ) -> kv_pb2.DeleteManyResponse:
+        response = kv_pb2.DeleteManyResponse()
+        for key in request.keys:
+            response.results.add(key=key, existed=self.store.pop(key, None) is not None)
+        return response
+
+    def Pipeline(
+        self, request_iterator: Iterator[kv_pb2.PipelineRequest], context: grpc.ServicerContext
+    ) -> Iterator[kv_pb2.PipelineResponse]:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "the baseline has no pipeline")
+        yield kv_pb2.PipelineResponse()  # unreachable: makes this a generator
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -69,7 +69,8 @@ class StreamLimits:
         with self._lock:
             if len(self._active) >= self.max_streams:
                 raise TooManyStreams(
-                    f"this server runs at most {self.max_streams} item streams at once "
+                    f"this server runs at most {self.max_streams} item streams (GetKeysValues and "
+                    f"Pipeline) at once "
                     f"and all are busy; retry later (--grpc-max-streams)"
                 )
             self._active.add(slot)

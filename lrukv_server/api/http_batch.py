@@ -132,13 +132,16 @@ def _ttl(where: str, ttl: object) -> float | None:
 
 
 def _json_type(value: object) -> str:
+    """What a client sent, for a message: its JSON type (and a short excerpt)."""
     if value is None:
         return "missing or null"
-    names = {bool: "a boolean", str: "a string", int: "a number", float: "a number"}
-    name = names.get(type(value))
-    if name is None:
-        name = "an array" if isinstance(value, list) else "an object"
-    return name if isinstance(value, bool | dict | list) else f"{name} ({value!r:.40})"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return f"a string ({value!r:.40})"
+    if isinstance(value, int | float):
+        return f"a number ({value!r:.40})"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 def run_batch(
@@ -151,7 +154,7 @@ def run_batch(
 ) -> list[dict[str, Any]]:
     """Run *ops* in order, a run of gets or of writes at a time; one result each."""
     results: list[dict[str, Any]] = []
-    budget = limits.max_bytes  # the key and value bytes the answer may still carry
+    budget = limits.max_bytes  # the value bytes the answer may still carry
     b64 = base64.b64encode
     start = 0
     while start < len(ops):
@@ -162,7 +165,7 @@ def run_batch(
             keys = [op.key for op in ops[start:stop]]
             for got in service.get_many(keys, consistency=consistency, max_bytes=budget):
                 if got.value is not None:
-                    budget -= len(got.key.encode()) + len(got.value)
+                    budget -= len(got.value)
                     value = b64(got.value).decode("ascii")
                     results.append({"op": "get", "key": got.key, "found": True, "value": value})
                 elif got.error is None:

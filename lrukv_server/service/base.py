@@ -160,7 +160,7 @@ class KVService(Protocol):
         key is that key's error. Honours *consistency* as ``get`` does, with one
         read barrier for the whole batch. Found keys become the most recently
         used, in order, as that sequence of gets would make them. A found key
-        that would take the answer's key and value bytes past *max_bytes* is
+        that would take the answer's value bytes past *max_bytes* is
         answered with BatchTooLarge and left unchanged."""
         ...
 

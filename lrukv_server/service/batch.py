@@ -30,7 +30,7 @@ operations of a batch applied and not yet others while the command is applied.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from lrukv.errors import InvalidArgument
 from lrukv_server.errors import BatchTooLarge
@@ -54,8 +54,7 @@ per_key_errors: tuple[type[Exception], ...] = (InvalidArgument, BatchTooLarge)
 ValueTooLarge, InvalidTTL…); anything else is the whole batch's."""
 
 
-@dataclass(frozen=True, slots=True)
-class PutOp:
+class PutOp(NamedTuple):
     """Store *value* under *key*, expiring after *ttl* seconds (None: never)."""
 
     key: str
@@ -63,8 +62,7 @@ class PutOp:
     ttl: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class DeleteOp:
+class DeleteOp(NamedTuple):
     """Remove *key* (an absent key is no error)."""
 
     key: str
@@ -72,9 +70,11 @@ class DeleteOp:
 
 WriteOp = PutOp | DeleteOp
 
+# Results and operations are NamedTuples, not dataclasses: a batch makes one per
+# key, and a tuple is made in half the time of a frozen dataclass.
 
-@dataclass(frozen=True, slots=True)
-class GetResult:
+
+class GetResult(NamedTuple):
     """One key of a read batch: ``value`` is None when the key is absent;
     ``error`` is set (and ``value`` None) when the key itself was refused."""
 
@@ -83,8 +83,7 @@ class GetResult:
     error: Exception | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class WriteResult:
+class WriteResult(NamedTuple):
     """One operation of a write batch: ``existed`` tells a delete whether the key
     was there (always False for a put); ``error`` is set when the operation was
     refused (then nothing was done for it)."""
@@ -98,36 +97,50 @@ def answer_too_large(key: str, limit: int) -> BatchTooLarge:
     """The per-key error of a found key whose value does not fit in the answer."""
     return BatchTooLarge(
         f"the value of {key!r} does not fit in this batch's answer "
-        f"(at most {limit} bytes of keys and values); read it alone or in a smaller batch"
+        f"(at most {limit} bytes of values); read it alone or in a smaller batch"
     )
 
 
 def bounded_answer(
-    keys: Sequence[str], read: Callable[[str], bytes | None], max_bytes: int | None
+    keys: Sequence[str],
+    peek: Callable[[str], bytes | None],
+    max_bytes: int | None,
+    *,
+    get: Callable[[str], bytes | None] | None = None,
+    value_bound: int = 0,
 ) -> tuple[list[GetResult], list[str]]:
-    """Read each of *keys* with *read* (which raises a key's own error); return the
-    results in order and the keys found and answered, in order (the keys whose
-    recency the batch moves). A found key whose UTF-8 key and value bytes would
-    take the answer past *max_bytes* gets BatchTooLarge instead."""
+    """Read each of *keys* (the readers raise a key's own error); return the
+    results in order, and the keys found with *peek*, in order: the ones whose
+    recency the caller still has to move (or record).
+
+    A found key whose value would take the answer's value bytes past
+    *max_bytes* gets BatchTooLarge instead (the keys need no budget: they came
+    in the request, which the transport bounds). With *get* (a read that moves
+    the key itself), keys are read with it while the budget left is at least
+    *value_bound*, the largest value there can be, so no value read that way
+    can overflow the answer; the rest are peeked.
+    """
     results: list[GetResult] = []
-    found: list[str] = []
+    append = results.append
+    peeked: list[str] = []
     budget = max_bytes
     for key in keys:
+        moving = get is not None and (budget is None or budget >= value_bound)
         try:
-            value = read(key)
+            value = get(key) if moving and get is not None else peek(key)
         except per_key_errors as exc:
-            results.append(GetResult(key, None, exc))
+            append(GetResult(key, None, exc))
             continue
         if value is not None:
             if budget is not None:
-                cost = len(key.encode()) + len(value)
-                if cost > budget:
-                    results.append(GetResult(key, None, answer_too_large(key, max_bytes or 0)))
+                if len(value) > budget:
+                    append(GetResult(key, None, answer_too_large(key, max_bytes or 0)))
                     continue
-                budget -= cost
-            found.append(key)
-        results.append(GetResult(key, value))
-    return results, found
+                budget -= len(value)
+            if not moving:
+                peeked.append(key)
+        append(GetResult(key, value))
+    return results, peeked
 
 
 def prepare_writes(

@@ -153,12 +153,21 @@ class LocalService:
     ) -> list[GetResult]:
         if self._closed:
             raise Unavailable(_CLOSED_MESSAGE)
-        # Peek first and move the found keys afterwards, in order: the same recency
-        # as that sequence of gets, and a key left out of an answer over max_bytes
-        # is not moved. peek counts hits and misses as get does.
-        results, found = bounded_answer(keys, self._store.peek, max_bytes)
-        if found:
-            self._store.touch(found)
+        store = self._store
+        # get moves each key as it reads it, the cheapest way to make the recency of
+        # that sequence of gets; near the answer's limit keys are peeked instead and
+        # moved afterwards, in order (the same recency), so a key left out of the
+        # answer is not moved. peek counts hits and misses as get does.
+        limit = store.max_value_bytes
+        results, peeked = bounded_answer(
+            keys,
+            store.peek,
+            max_bytes,
+            get=store.get,
+            value_bound=limit if limit is not None else 1 << 62,
+        )
+        if peeked:
+            store.touch(peeked)
         return results
 
     def write_many(self, ops: Sequence[WriteOp], *, atomic: bool = False) -> list[WriteResult]:

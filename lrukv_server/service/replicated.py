@@ -281,6 +281,7 @@ class ReplicatedService:
     ) -> list[GetResult]:
         self._check_open()
         self._read_barrier(consistency)  # one barrier for the whole batch
+        # Peek and record, as a single get does: only the replicated TOUCH moves keys.
         results, found = bounded_answer(keys, self._store.peek, max_bytes)
         record = self._touches.record
         for key in found:
