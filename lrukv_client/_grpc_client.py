@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import grpc
 
 from lrukv_client._api import Wire
-from lrukv_client._grpc_common import ChannelOptions, channel_credentials, channel_options
+from lrukv_client._grpc_common import (
+    ChannelOptions,
+    channel_credentials,
+    channel_options,
+    error_from_rpc,
+)
 from lrukv_client._grpc_wire import GrpcWire
-from lrukv_client._requests import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_SIZE, ClientCore
+from lrukv_client._requests import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_SIZE, Call, ClientCore
 from lrukv_client._targets import parse_servers
 from lrukv_client.errors import LrukvClientError, NotLeader
 from lrukv_client.models import Consistency, TLSConfig
@@ -21,6 +26,8 @@ from lrukv_client.retry import Retry
 from lrukv_proto.v1 import kv_pb2_grpc
 
 __all__ = ["DEFAULT_GRPC_PORT", "DEFAULT_GRPC_SERVER", "GrpcClientBase"]
+
+R = TypeVar("R")
 
 DEFAULT_GRPC_PORT = 50051
 DEFAULT_GRPC_SERVER = f"127.0.0.1:{DEFAULT_GRPC_PORT}"
@@ -100,3 +107,27 @@ class GrpcClientBase:
             self._closed = True
             channels, self._channels, self._stubs = list(self._channels.values()), {}, {}
         return channels
+
+    # -- one attempt of a call: what the blocking and the asyncio clients share ----------
+
+    def _invoke(self, call: Call[Any], attempt_timeout: float | None) -> tuple[str, Any]:
+        """Start one attempt of ``call`` on the current node: (node, what the stub
+        returned — the answer for a blocking channel, an awaitable for grpc.aio)."""
+        target = self._core.targets.current
+        method = getattr(self._stub(target), call.method)
+        metadata = self._core.call_metadata() or None
+        try:
+            return target, method(call.request, timeout=attempt_timeout, metadata=metadata)
+        except grpc.RpcError as exc:
+            raise self._failed(exc, target, call.key) from exc
+
+    def _failed(self, exc: grpc.RpcError, target: str, key: str | None) -> LrukvClientError:
+        """The client's exception for a failed attempt (the node counts as reached
+        unless nothing answered)."""
+        error = error_from_rpc(exc, target=target, key=key)
+        self._core.answered(error)
+        return error
+
+    def _decoded(self, call: Call[R], answer: Any, target: str) -> R:
+        self._core.answered(None)
+        return call.decode(answer, target)

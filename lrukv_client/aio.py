@@ -119,18 +119,12 @@ class AsyncClient(GrpcClientBase, AsyncApi):
         core = self._core
 
         async def attempt(attempt_timeout: float | None) -> R:
-            target = core.targets.current
-            method = getattr(self._stub(target), call.method)
+            target, pending = self._invoke(call, attempt_timeout)
             try:
-                answer = await method(
-                    call.request, timeout=attempt_timeout, metadata=core.call_metadata() or None
-                )
+                answer = await pending
             except grpc.RpcError as exc:
-                error = error_from_rpc(exc, target=target, key=call.key)
-                core.answered(error)
-                raise error from exc
-            core.answered(None)
-            return call.decode(answer, target)
+                raise self._failed(exc, target, call.key) from exc
+            return self._decoded(call, answer, target)
 
         return await call_with_retry_async(
             core.retry, attempt, **core.retry_options(write=call.write, timeout=timeout)

@@ -129,18 +129,8 @@ class Client(GrpcClientBase, SyncApi):
         core = self._core
 
         def attempt(attempt_timeout: float | None) -> R:
-            target = core.targets.current
-            method = getattr(self._stub(target), call.method)
-            try:
-                answer = method(
-                    call.request, timeout=attempt_timeout, metadata=core.call_metadata() or None
-                )
-            except grpc.RpcError as exc:
-                error = error_from_rpc(exc, target=target, key=call.key)
-                core.answered(error)
-                raise error from exc
-            core.answered(None)
-            return call.decode(answer, target)
+            target, answer = self._invoke(call, attempt_timeout)
+            return self._decoded(call, answer, target)
 
         return core.retry.call_with_retry(
             attempt, **core.retry_options(write=call.write, timeout=timeout)
