@@ -29,6 +29,7 @@ try:
     from lrukv_client.client import DEFAULT_GRPC_PORT, DEFAULT_GRPC_SERVER, Client
     from lrukv_client.connect import AnyClient, Transport, connect, infer_transport, resolve_servers
     from lrukv_client.errors import (
+        BatchTooLarge,
         DeadlineExceeded,
         InvalidArgument,
         KeyNotFound,
@@ -44,6 +45,7 @@ try:
     )
     from lrukv_client.http_client import DEFAULT_HTTP_PORT, DEFAULT_HTTP_SERVER, HttpClient
     from lrukv_client.models import (
+        BatchResult,
         ClusterMember,
         ClusterStatus,
         Consistency,
@@ -51,6 +53,7 @@ try:
         StoreStats,
         TLSConfig,
     )
+    from lrukv_client.pipeline import AsyncPipeline, HttpPipeline, Pipeline
     from lrukv_client.retry import Retry, RetryCall
     from lrukv_client.stream import ItemStream
 except ModuleNotFoundError as _missing:
@@ -83,6 +86,9 @@ __all__ = [
     "AnyClient",
     "AsyncClient",
     "AsyncItemStream",
+    "AsyncPipeline",
+    "BatchResult",
+    "BatchTooLarge",
     "Client",
     "ClusterMember",
     "ClusterStatus",
@@ -93,6 +99,7 @@ __all__ = [
     "ExponentialBackoff",
     "ExponentialWithJitterBackoff",
     "HttpClient",
+    "HttpPipeline",
     "InvalidArgument",
     "ItemStream",
     "KeyNotFound",
@@ -100,6 +107,7 @@ __all__ = [
     "NoBackoff",
     "NotLeader",
     "PermissionDenied",
+    "Pipeline",
     "Retry",
     "RetryCall",
     "ServerError",

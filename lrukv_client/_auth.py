@@ -9,12 +9,9 @@ ignores the token.
 
 from __future__ import annotations
 
-import functools
-from typing import Any
-
 from lrukv_client.errors import InvalidArgument
 
-__all__ = ["AUTHORIZATION", "bearer", "check_token", "with_token"]
+__all__ = ["AUTHORIZATION", "bearer", "check_token"]
 
 AUTHORIZATION = "authorization"  # gRPC metadata keys are lower case
 
@@ -41,24 +38,3 @@ def check_token(token: str | None) -> str | None:
 def bearer(token: str) -> str:
     """The header (and metadata) value for *token*."""
     return f"Bearer {token}"
-
-
-class _WithMetadata:
-    """A gRPC stub whose every method call sends *metadata* (blocking and aio
-    stubs alike: both take ``metadata=`` on every call)."""
-
-    def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...]) -> None:
-        self._stub = stub
-        self._metadata = metadata
-
-    def __getattr__(self, name: str) -> Any:
-        method = functools.partial(getattr(self._stub, name), metadata=self._metadata)
-        setattr(self, name, method)  # found directly next time
-        return method
-
-
-def with_token(stub: Any, token: str | None) -> Any:
-    """*stub* itself without a token; with one, a stub that sends it on every call."""
-    if token is None:
-        return stub
-    return _WithMetadata(stub, ((AUTHORIZATION, bearer(token)),))

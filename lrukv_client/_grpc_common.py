@@ -1,5 +1,7 @@
 """What the blocking and the asyncio gRPC clients share: channel settings, TLS
-credentials, and the one table from gRPC status codes to client errors."""
+credentials, and turning a failed call into the client's exception (what grpcio
+itself says here; what the server says goes through the one error table of
+``lrukv_client._requests``)."""
 
 from __future__ import annotations
 
@@ -9,40 +11,17 @@ from typing import Any
 
 import grpc
 
-from lrukv_client.errors import (
-    DeadlineExceeded,
-    InvalidArgument,
-    KeyNotFound,
-    LrukvClientError,
-    NotLeader,
-    PermissionDenied,
-    ServerError,
-    Unauthenticated,
-    Unavailable,
-    Unreachable,
-    ValueTooLarge,
-)
-from lrukv_client.models import (
-    ClusterMember,
-    ClusterStatus,
-    Consistency,
-    ServerInfo,
-    StoreStats,
-    TLSConfig,
-)
+from lrukv_client._requests import GRPC_STATUS, error_for
+from lrukv_client.errors import LrukvClientError, ServerError, Unreachable, ValueTooLarge
+from lrukv_client.models import TLSConfig
 from lrukv_proto import ERROR_CODE_METADATA, LEADER_HTTP_METADATA, LEADER_RPC_METADATA
-from lrukv_proto.v1 import kv_pb2
 
 __all__ = [
     "ChannelOptions",
     "channel_credentials",
     "channel_options",
-    "consistency_pb",
     "error_from_rpc",
     "error_from_status",
-    "server_info",
-    "store_stats",
-    "ttl_of",
 ]
 
 ChannelOptions = Sequence[tuple[str, Any]]
@@ -60,16 +39,6 @@ _DEFAULT_OPTIONS: dict[str, Any] = {
     "grpc.max_receive_message_length": _MAX_RECEIVE_BYTES,
 }
 
-_CONSISTENCY_PB = {
-    Consistency.DEFAULT: kv_pb2.CONSISTENCY_DEFAULT,
-    Consistency.STALE: kv_pb2.CONSISTENCY_STALE,
-    Consistency.LINEARIZABLE: kv_pb2.CONSISTENCY_LINEARIZABLE,
-}
-
-
-def consistency_pb(level: Consistency | str) -> kv_pb2.Consistency.ValueType:
-    return _CONSISTENCY_PB[Consistency.parse(level)]
-
 
 def channel_options(tls: TLSConfig | None, extra: ChannelOptions = ()) -> list[tuple[str, Any]]:
     """Our defaults, then the TLS name override, then the caller's ``extra`` (which win)."""
@@ -86,60 +55,6 @@ def channel_credentials(tls: TLSConfig) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(
         root_certificates=ca, private_key=key, certificate_chain=cert
     )
-
-
-def server_info(server: kv_pb2.Server) -> ServerInfo:
-    return ServerInfo(
-        id=server.id,
-        rpc_addr=server.rpc_addr,
-        http_addr=server.http_addr,
-        is_leader=server.is_leader,
-    )
-
-
-def cluster_member(member: kv_pb2.ClusterMember) -> ClusterMember:
-    return ClusterMember(
-        id=member.id,
-        raft_addr=member.raft_addr,
-        http_addr=member.http_addr,
-        grpc_addr=member.grpc_addr,
-        reachable=member.reachable,
-    )
-
-
-def cluster_status(response: kv_pb2.GetServersResponse) -> ClusterStatus:
-    return ClusterStatus(
-        node_id=response.node_id,
-        role=response.role,
-        term=response.term,
-        commit_index=response.commit_index,
-        applied_index=response.applied_index,
-        leader=cluster_member(response.leader) if response.HasField("leader") else None,
-        members=tuple(cluster_member(m) for m in response.members),
-        digest=response.digest or None,
-    )
-
-
-def store_stats(response: kv_pb2.StatsResponse) -> StoreStats:
-    return StoreStats(
-        size=response.size,
-        capacity=response.capacity,
-        shards=response.shards,
-        items_per_shard=response.items_per_shard,
-        bytes=response.bytes,
-        max_bytes=response.max_bytes if response.HasField("max_bytes") else None,
-        max_key_bytes=response.max_key_bytes,
-        max_value_bytes=(
-            response.max_value_bytes if response.HasField("max_value_bytes") else None
-        ),
-        hits=response.hits,
-        misses=response.misses,
-        evictions=dict(response.evictions),
-    )
-
-
-def ttl_of(response: kv_pb2.TtlResponse) -> float | None:
-    return response.ttl_seconds if response.HasField("ttl_seconds") else None
 
 
 def error_from_status(
@@ -179,31 +94,23 @@ def _error_from_status(
     key: str | None,
 ) -> LrukvClientError:
     message = f"{target}: {details or code.name}"
-    if code == grpc.StatusCode.NOT_FOUND and key is not None:
-        return KeyNotFound(key)
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return InvalidArgument(message)
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return _resource_exhausted(message, details, metadata, target=target)
-    if code == grpc.StatusCode.FAILED_PRECONDITION:
-        return NotLeader(
-            message,
-            leader_rpc=metadata.get(LEADER_RPC_METADATA) or None,
-            leader_http=metadata.get(LEADER_HTTP_METADATA) or None,
-        )
-    # CANCELLED here was not our doing (we never surface our own cancels): the
-    # server cancels calls when it shuts down, which is the same as unavailable.
-    if code == grpc.StatusCode.UNAVAILABLE and _no_connection(details):
-        return Unreachable(message)
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-        return Unavailable(message)
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return DeadlineExceeded(message)
-    if code == grpc.StatusCode.PERMISSION_DENIED:
-        return PermissionDenied(message)
-    if code == grpc.StatusCode.UNAUTHENTICATED:
-        return Unauthenticated(message)
-    return ServerError(f"{message} ({code.name})", code=code.name)
+    wire_code = metadata.get(ERROR_CODE_METADATA)
+    if wire_code is None:
+        # Said by grpcio itself, not by lrukv: a limit it enforced, a connection it
+        # could not make. The server's own errors carry their code.
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return _transport_limit(message, details, target=target)
+        if code == grpc.StatusCode.UNAVAILABLE and _no_connection(details):
+            return Unreachable(message)
+    return error_for(
+        wire_code,
+        GRPC_STATUS.get(code.name),
+        message=message,
+        status=code.name,
+        key=key,
+        leader_rpc=metadata.get(LEADER_RPC_METADATA) or None,
+        leader_http=metadata.get(LEADER_HTTP_METADATA) or None,
+    )
 
 
 # What gRPC core says when the connection was refused or the name did not
@@ -226,15 +133,10 @@ def _no_connection(details: str | None) -> bool:
 _TRANSPORT_LIMIT = re.compile(r"(Received|Sent) message larger than max \((\d+) vs\. (\d+)\)")
 
 
-def _resource_exhausted(
-    message: str, details: str | None, metadata: dict[str, str], *, target: str
-) -> LrukvClientError:
-    """RESOURCE_EXHAUSTED: the server's ``value_too_large`` or ``too_many_streams``,
-    or a gRPC message limit that grpcio enforced before lrukv saw the message."""
-    error_code = metadata.get(ERROR_CODE_METADATA)
-    if error_code == "too_many_streams":
-        return Unavailable(message)  # every stream slot is busy: retry later
-    limit = _TRANSPORT_LIMIT.search(details or "") if error_code is None else None
+def _transport_limit(message: str, details: str | None, *, target: str) -> LrukvClientError:
+    """RESOURCE_EXHAUSTED without lrukv's code: a gRPC message limit that grpcio
+    enforced before lrukv saw the message (or an older server's value limit)."""
+    limit = _TRANSPORT_LIMIT.search(details or "")
     if limit is None:
         return ValueTooLarge(message)
     direction, size, most = limit.group(1), int(limit.group(2)), int(limit.group(3))

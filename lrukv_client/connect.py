@@ -92,22 +92,11 @@ def connect(
         chosen = Transport(transport) if transport is not None else infer_transport(servers)
     except ValueError:
         raise InvalidArgument(f"unknown transport {transport!r}; use grpc or http") from None
-    if chosen is Transport.HTTP:
-        return HttpClient(
-            servers if servers is not None else DEFAULT_HTTP_SERVER,
-            timeout=timeout,
-            retry=retry,
-            tls=tls,
-            consistency=consistency,
-            token=token,
-        )
-    if servers is not None and infer_transport(servers) is Transport.HTTP:
-        raise InvalidArgument("an http:// address needs --transport http (or no --transport)")
-    return Client(
-        servers if servers is not None else DEFAULT_GRPC_SERVER,
-        timeout=timeout,
-        retry=retry,
-        tls=tls,
-        consistency=consistency,
-        token=token,
-    )
+    cls: type[AnyClient] = HttpClient
+    default = DEFAULT_HTTP_SERVER
+    if chosen is Transport.GRPC:
+        if servers is not None and infer_transport(servers) is Transport.HTTP:
+            raise InvalidArgument("an http:// address needs --transport http (or no --transport)")
+        cls, default = Client, DEFAULT_GRPC_SERVER
+    seeds = servers if servers is not None else default
+    return cls(seeds, timeout=timeout, retry=retry, tls=tls, consistency=consistency, token=token)

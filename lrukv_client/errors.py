@@ -8,6 +8,7 @@ against :class:`~lrukv_client.HttpClient`::
     ├── KeyNotFound        (also KeyError)      NOT_FOUND / 404: absent, deleted, evicted, expired
     ├── InvalidArgument    (also ValueError)    INVALID_ARGUMENT / 400: bad key, TTL, consistency
     │   └── ValueTooLarge                       RESOURCE_EXHAUSTED / 413: value above the limit
+    │       └── BatchTooLarge                   RESOURCE_EXHAUSTED / 413: batch above the limits
     ├── NotLeader                               FAILED_PRECONDITION / 307: carries the leader
     ├── Unavailable                             UNAVAILABLE / 503, reset connections
     │   ├── Unreachable                         no connection: refused, name not resolved
@@ -28,6 +29,7 @@ retried (a wrong address or a server that is not running fails at once). Then
 from __future__ import annotations
 
 __all__ = [
+    "BatchTooLarge",
     "DeadlineExceeded",
     "InvalidArgument",
     "KeyNotFound",
@@ -82,6 +84,13 @@ class InvalidArgument(LrukvClientError, ValueError):
 
 class ValueTooLarge(InvalidArgument):
     """The value (or the whole message) is larger than the server accepts."""
+
+
+class BatchTooLarge(ValueTooLarge):
+    """A batch has more entries (or bytes) than the server takes in one request
+    (its ``--max-batch-entries``). ``put_many``/``get_many``/``delete_many`` split
+    their input in smaller requests by themselves; an atomic batch is never split
+    and fails with this instead."""
 
 
 class NotLeader(LrukvClientError):

@@ -7,9 +7,10 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
-from lrukv_client.errors import InvalidArgument
+from lrukv_client.errors import InvalidArgument, LrukvClientError
 
 __all__ = [
+    "BatchResult",
     "ClusterMember",
     "ClusterStatus",
     "Consistency",
@@ -159,6 +160,34 @@ class TLSConfig:
                 raise InvalidArgument(f"cannot read TLS file {path}: {exc.strerror}") from exc
 
         return load(self.ca_file), load(self.key_file), load(self.cert_file)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """The outcome of one key of a batch (``put_many``, ``delete_many``,
+    ``get_many_results``) or of one request of a pipeline.
+
+    ``op``: ``"get"``, ``"put"`` or ``"delete"``. ``error``: None if the key's
+    operation succeeded, else the exception a single call would have raised
+    (``InvalidArgument`` for a refused key, ``ValueTooLarge``…; its
+    ``error_code`` is the server's wire code). ``found`` / ``value``: for a get,
+    whether the key was present and its value. ``existed``: for a delete.
+
+    >>> BatchResult("put", "k").ok
+    True
+    """
+
+    op: str
+    key: str
+    found: bool = False
+    value: bytes | None = None
+    existed: bool = False
+    error: LrukvClientError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether this key's operation succeeded (a get of an absent key did)."""
+        return self.error is None
 
 
 def check_key(key: object) -> str:

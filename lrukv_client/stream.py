@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from types import TracebackType
+
+from lrukv_client._lifecycle import Closing
 
 __all__ = ["ItemStream"]
 
 
-class ItemStream(Iterator[tuple[str, bytes]]):
+class ItemStream(Closing, Iterator[tuple[str, bytes]]):
     """An iterator of ``(key, value)`` pairs streamed from the server.
 
     Stopping early is fine: ``close()`` (or leaving a ``with`` block, or dropping
@@ -41,17 +42,6 @@ class ItemStream(Iterator[tuple[str, bytes]]):
         cancel, self._cancel = self._cancel, None
         if cancel is not None:
             cancel()
-
-    def __enter__(self) -> ItemStream:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         # A caller that breaks out of a for loop and forgets the stream must not

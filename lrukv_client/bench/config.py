@@ -51,6 +51,10 @@ class BenchConfig:
     every thread is one SDK client with its own connection.
     Stop: after ``duration`` seconds, or after ``ops`` operations in total when given
     (whichever comes first; at least one of them is required).
+    Requests: one call per operation; with ``batch`` > 1 each operation is a
+    batch of that many keys (``get_many``/``put_many``/``delete_many``; counts
+    are per key, latencies per batch); with ``pipeline`` > 0 every operation
+    goes on a pipeline with that many requests in flight.
     Keys: shared keys ``{prefix}{i}`` for i < ``keyspace``, picked ``uniform`` or
     ``zipf`` (exponent ``zipf_s``); with probability ``private_ratio`` an operation
     instead targets one of the client's own ``private_keys``, whose reads are checked.
@@ -82,6 +86,8 @@ class BenchConfig:
     allow_evictions: bool = False
     seed: int = 1
     interval: float = 0.1  # seconds per point of the throughput timeline
+    batch: int = 1  # keys per client operation (> 1: get_many / put_many / delete_many)
+    pipeline: int = 0  # > 0: every request on a pipeline, this many in flight
 
     def validate(self) -> BenchConfig:
         """Return self, or raise ValueError naming the bad setting."""
@@ -111,6 +117,12 @@ class BenchConfig:
             raise ValueError("consistency must be stale, default or linearizable")
         if self.interval <= 0:
             raise ValueError("interval must be > 0")
+        if self.batch < 1:
+            raise ValueError("batch must be >= 1")
+        if self.pipeline < 0:
+            raise ValueError("pipeline must be >= 0")
+        if self.batch > 1 and self.pipeline:
+            raise ValueError("use --batch or --pipeline, not both")
         if not self.key_prefix:
             raise ValueError("the key prefix must not be empty: the run would touch any key")
         return self

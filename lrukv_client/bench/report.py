@@ -165,6 +165,7 @@ def render_text(result: dict[str, Any]) -> str:
         f"({config['processes']} process(es) x {config['threads']} threads) "
         f"over {config['transport'] or 'grpc'}, {result['elapsed_s']:.2f} s"
         + ("  [interrupted]" if result["interrupted"] else ""),
+        *_mode_line(config),
         f"throughput: {result['throughput_ops_s']:,.0f} ops/s "
         f"({result['ops']['completed']:,} completed, {result['ops']['errors']:,} errors)",
         "",
@@ -208,3 +209,12 @@ def render_text(result: dict[str, Any]) -> str:
     for crash in result["crashes"]:
         lines.append(f"worker crashed: {crash.strip().splitlines()[-1]}")
     return "\n".join(lines)
+
+
+def _mode_line(config: dict[str, Any]) -> list[str]:
+    """How requests went, when not one call per operation."""
+    if config.get("pipeline"):
+        return [f"pipelined: {config['pipeline']} requests in flight per client"]
+    if config.get("batch", 1) > 1:
+        return [f"batches of {config['batch']} keys: ops count keys, latencies are per batch"]
+    return []

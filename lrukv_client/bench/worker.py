@@ -21,9 +21,17 @@ from typing import Protocol
 
 from lrukv_client.bench.checker import PrivateKeys
 from lrukv_client.bench.config import BenchConfig
+from lrukv_client.bench.execute import (
+    BatchExecutor,
+    Executor,
+    Item,
+    PipelineExecutor,
+    Recorder,
+    SingleExecutor,
+)
 from lrukv_client.bench.keys import KeyChooser
 from lrukv_client.connect import AnyClient, connect
-from lrukv_client.errors import KeyNotFound, LrukvClientError, Unreachable
+from lrukv_client.errors import LrukvClientError
 
 __all__ = ["Progress", "WorkerStats", "open_client", "run_worker", "shared_value"]
 
@@ -98,6 +106,14 @@ def run_worker(
     return stats
 
 
+def _executor(config: BenchConfig, client: AnyClient, recorder: Recorder) -> Executor:
+    if config.pipeline:
+        return PipelineExecutor(client, recorder, config.pipeline)
+    if config.batch > 1:
+        return BatchExecutor(client, recorder)
+    return SingleExecutor(client, recorder)
+
+
 def _loop(  # noqa: PLR0917 - the private hot loop; its caller names everything
     config: BenchConfig,
     run_id: str,
@@ -119,16 +135,12 @@ def _loop(  # noqa: PLR0917 - the private hot loop; its caller names everything
         config.value_size,
         stale_ok=config.consistency == "stale",
     )
-    latencies = {op: array("d") for op in ops}
-    counts = stats.counts
     prefix = config.key_prefix
-    interval = config.interval
-    timeline_ops = stats.timeline_ops
-    timeline_errors = stats.timeline_errors
-    unreported_ops = unreported_errors = 0
     clock = time.perf_counter
 
     start = clock()
+    recorder = Recorder(ops, private, progress, interval=config.interval, start=start)
+    executor = _executor(config, client, recorder)
     ends_at = start + config.duration if config.duration is not None else float("inf")
     for done in itertools.count():
         if quota is not None and done >= quota:
@@ -137,58 +149,27 @@ def _loop(  # noqa: PLR0917 - the private hot loop; its caller names everything
         # take the whole --timeout, and the run must still end on time.
         if clock() >= ends_at or stop.is_set():
             break
-        if unreported_ops and (done % _REPORT_EVERY == 0 or unreported_errors):
-            progress.add(unreported_ops, unreported_errors)
-            unreported_ops = unreported_errors = 0
         op = ops[min(bisect.bisect_right(cumulative, rng.random() * cumulative[-1]), len(ops) - 1)]
-        use_private = op != "keys" and rng.random() < config.private_ratio
-        index = rng.randrange(config.private_keys) if use_private else chooser.index(rng)
-        key = private.names[index] if use_private else f"{prefix}{index}"
-        value = b""
-        if op == "put":
-            value = private.next_value(index) if use_private else shared_value(config, rng)
-
-        began = clock()
-        outcome = "ok"
-        read: bytes | None = None
-        try:
-            if op == "get":
-                read = client.get(key)
-            elif op == "put":
-                client.put(key, value)
-            elif op == "delete":
-                client.delete(key)
-            else:
-                client.keys()
-        except KeyNotFound:
-            outcome = "miss"
-        except LrukvClientError as err:
-            outcome = "error"
-            _count_error(stats, op, key, _kind(err), str(err))
-        except Exception as err:  # not an SDK error: a bug somewhere; count it, loudly
-            outcome = "error"
-            _count_error(stats, op, key, f"unexpected:{type(err).__name__}", repr(err))
-        ended = clock()
-
-        counts[f"{op}.{outcome}"] += 1
-        bucket = int((ended - start) / interval)
-        while len(timeline_ops) <= bucket:
-            timeline_ops.append(0)
-            timeline_errors.append(0)
-        unreported_ops += 1
-        if outcome == "error":
-            timeline_errors[bucket] += 1
-            unreported_errors += 1
-        else:
-            timeline_ops[bucket] += 1
-            latencies[op].append(ended - began)
-
-        if use_private:
-            _check(private, op, index, outcome, read=read, written=value)
+        items: list[Item] = []
+        for _ in range(config.batch if op != "keys" else 0):
+            use_private = rng.random() < config.private_ratio
+            index = rng.randrange(config.private_keys) if use_private else chooser.index(rng)
+            key = private.names[index] if use_private else f"{prefix}{index}"
+            value = b""
+            if op == "put":
+                value = private.next_value(index) if use_private else shared_value(config, rng)
+            items.append(Item(key, index, use_private, value))
+        executor.run(op, items)
+    executor.finish()
 
     stats.elapsed = clock() - start
-    progress.add(unreported_ops, unreported_errors)
-    stats.latencies = latencies
+    recorder.flush()
+    stats.latencies = recorder.latencies
+    stats.counts.update(recorder.counts)
+    stats.errors.update(recorder.errors)
+    stats.error_samples.extend(recorder.error_samples)
+    stats.timeline_ops = recorder.timeline_ops
+    stats.timeline_errors = recorder.timeline_errors
     stats.check = private.counts
     stats.check_samples = private.samples
     if config.private_ratio > 0:
@@ -202,38 +183,6 @@ def _clean_up(client: AnyClient, private: PrivateKeys) -> None:
             client.delete(name, timeout=1.0)
         except LrukvClientError:
             return
-
-
-def _check(
-    private: PrivateKeys,
-    op: str,
-    index: int,
-    outcome: str,
-    *,
-    read: bytes | None,
-    written: bytes,
-) -> None:
-    if op == "get" and outcome != "error":
-        private.read(index, read)
-    elif op == "put":
-        (private.put_done if outcome == "ok" else private.put_failed)(index, written)
-    elif op == "delete":
-        if outcome == "ok":
-            private.delete_done(index)
-        else:
-            private.delete_failed(index)
-
-
-def _kind(err: LrukvClientError) -> str:
-    # A refused connection and an UNAVAILABLE answer both mean "the server is
-    # down or going down": one kind in the report, whichever the transport saw.
-    return "Unavailable" if isinstance(err, Unreachable) else type(err).__name__
-
-
-def _count_error(stats: WorkerStats, op: str, key: str, kind: str, message: str) -> None:
-    stats.errors[kind] += 1
-    if len(stats.error_samples) < 10:
-        stats.error_samples.append(f"{op} {key!r}: {kind}: {message}")
 
 
 class LocalProgress:

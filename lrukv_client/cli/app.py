@@ -9,16 +9,21 @@
     lrukv items | getkeysvalues
     lrukv stats                  (size, capacity, limits, hits, misses, evictions)
     lrukv servers
+    lrukv mget K1 K2...          (KEY<TAB>VALUE lines; exit 1 if any is absent)
+    lrukv mput K1=V1 K2=V2...    (or KEY=VALUE lines on stdin)
+    lrukv export FILE            (every item as NDJSON, exact bytes; '-' is stdout)
+    lrukv import FILE            (an export back; refused lines named, exit 2)
     lrukv bench ...              (the load generator; see docs/cli.md)
 
 Exit codes, for scripts:
 
 ====  ==========================================================================
 0     success
-1     the key was not found (``get``, ``ttl``, ``exists``; ``delete --must-exist``)
+1     the key was not found (``get``, ``ttl``, ``exists``, any key of ``mget``;
+      ``delete --must-exist``)
 2     usage: a bad option, argument or server address, or the server refused the
-      key, value or TTL; ``bench``: --output cannot be written, or the run would
-      evict the server's keys
+      key, value or TTL (``mput``, ``import``: any item); ``bench``: --output
+      cannot be written, or the run would evict the server's keys
 3     unavailable or denied: unreachable, no leader, deadline exceeded,
       permission denied, unauthenticated, too many redirects
 4     an unexpected answer from the server (an internal error, a garbled reply)
@@ -34,7 +39,6 @@ Every error is one line on stderr, never a traceback (``LRUKV_DEBUG=1`` shows it
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import os
@@ -56,6 +60,7 @@ from lrukv_client import (
     resolve_servers,
 )
 from lrukv_client.cli.bench import bench
+from lrukv_client.cli.bulk import export, import_, mget, mput
 from lrukv_client.cli.certs import certs_app
 from lrukv_client.cli.common import (
     EXIT_NOT_FOUND,
@@ -66,6 +71,8 @@ from lrukv_client.cli.common import (
     errors_to_exit_codes,
     fail,
 )
+from lrukv_client.cli.common import printable as _printable
+from lrukv_client.cli.common import value_json as _value_json
 
 __all__ = ["app", "main"]
 
@@ -196,14 +203,6 @@ def _stdout() -> BinaryIO:
 
 def _echo_json(data: object) -> None:
     typer.echo(json.dumps(data, ensure_ascii=False))
-
-
-def _value_json(value: bytes) -> dict[str, str]:
-    """A value in JSON: as text when it is UTF-8, else base64 (``encoding`` says which)."""
-    try:
-        return {"value": value.decode("utf-8"), "encoding": "utf-8"}
-    except UnicodeDecodeError:
-        return {"value": base64.b64encode(value).decode("ascii"), "encoding": "base64"}
 
 
 # -- the commands ------------------------------------------------------------------------
@@ -397,16 +396,6 @@ def items(
                 typer.echo(f"{key}\t{_printable(value)}")
 
 
-def _printable(value: bytes) -> str:
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is not None and (text.isprintable() or text == "") and not text.startswith("base64:"):
-        return text
-    return "base64:" + base64.b64encode(value).decode("ascii")
-
-
 @app.command()
 def exists(
     ctx: typer.Context,
@@ -576,6 +565,12 @@ app.command("getkeysvalues", help="Alias of `items` (the original's name).")(ite
 
 app.command("bench")(bench)
 app.add_typer(certs_app, name="certs")
+
+# Many keys per command (lrukv_client.cli.bulk).
+app.command("mget")(mget)
+app.command("mput")(mput)
+app.command("export")(export)
+app.command("import")(import_)
 
 
 def main() -> None:

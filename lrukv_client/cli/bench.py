@@ -113,6 +113,23 @@ def bench(
         ),
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random choices.")] = 1,
+    batch: Annotated[
+        int,
+        typer.Option(
+            "--batch",
+            min=1,
+            help="Keys per client operation: each get, put or delete is one batch of N keys "
+            "(counts are per key, latencies per batch).",
+        ),
+    ] = 1,
+    pipeline: Annotated[
+        int,
+        typer.Option(
+            "--pipeline",
+            min=0,
+            help="Send every operation on a pipeline with N requests in flight (0: off).",
+        ),
+    ] = 0,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Where to write the JSON result ('-': nowhere)."),
@@ -175,6 +192,8 @@ def bench(
             keep=keep,
             allow_evictions=allow_evictions,
             seed=seed,
+            batch=batch,
+            pipeline=pipeline,
         ).validate()
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

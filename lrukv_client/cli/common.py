@@ -3,6 +3,7 @@ the one place that turns an SDK error into one stderr line and an exit code."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import enum
 import os
@@ -43,6 +44,8 @@ __all__ = [
     "errors_to_exit_codes",
     "exit_code_of",
     "fail",
+    "printable",
+    "value_json",
 ]
 
 EXIT_OK = 0
@@ -154,3 +157,25 @@ def errors_to_exit_codes() -> Iterator[None]:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
         raise typer.Exit(EXIT_BROKEN_PIPE) from None
+
+
+# -- values on a terminal and in JSON --------------------------------------------------
+
+
+def value_json(value: bytes) -> dict[str, str]:
+    """A value in JSON: as text when it is UTF-8, else base64 (``encoding`` says which)."""
+    try:
+        return {"value": value.decode("utf-8"), "encoding": "utf-8"}
+    except UnicodeDecodeError:
+        return {"value": base64.b64encode(value).decode("ascii"), "encoding": "base64"}
+
+
+def printable(value: bytes) -> str:
+    """A value on one text line: itself when it is printable UTF-8, else ``base64:...``."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and (text.isprintable() or text == "") and not text.startswith("base64:"):
+        return text
+    return "base64:" + base64.b64encode(value).decode("ascii")

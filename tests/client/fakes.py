@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import grpc
 
 from lrukv_proto import (
+    ERROR_CODE_METADATA,
     LEADER_HTTP_HEADER,
     LEADER_HTTP_METADATA,
     LEADER_RPC_HEADER,
@@ -37,7 +38,12 @@ from lrukv_proto.v1 import kv_pb2, kv_pb2_grpc
 from tests.client.certs import Pki
 
 # Faults are scripted by gRPC method name; the HTTP routes use the same names.
-METHODS = ("Put", "Get", "Delete", "GetKeys", "GetKeysValues", "GetServers", "Stats", "Ttl")
+METHODS = (
+    "Put", "Get", "Delete", "GetKeys", "GetKeysValues", "GetServers", "Stats", "Ttl",
+    "GetMany", "PutMany", "DeleteMany", "Batch", "Pipeline",
+)  # fmt: skip
+"""Over HTTP, POST /v1/util/batch is GetMany, PutMany or DeleteMany when all its
+ops are of one kind, else Batch."""
 
 
 class HasAddresses(Protocol):
@@ -84,6 +90,11 @@ class FakeNode:
         # tamper(key, value) -> the value a read returns: to prove checks catch corruption.
         self.tamper: Callable[[str, bytes], bytes] | None = None
         self.capacity = 1000  # what Stats reports (the fake itself never evicts)
+        # Batch limits, as the real server's --max-batch-entries; and a value limit.
+        self.max_batch_entries = 10_000
+        self.max_value_bytes: int | None = None
+        self.batch_sizes: list[int] = []  # entries of every batch request that arrived
+        self.metadata_seen: list[dict[str, str]] = []  # gRPC metadata / HTTP headers per call
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
         self._lock = threading.Lock()
         self._grpc: grpc.Server | None = None
@@ -95,7 +106,7 @@ class FakeNode:
 
     def start(self) -> FakeNode:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-        kv_pb2_grpc.add_KVServicer_to_server(_Servicer(self), server)
+        kv_pb2_grpc.add_KVServicer_to_server(_BatchServicer(self), server)
         if self.tls is None:
             port = server.add_insecure_port("127.0.0.1:0")
         else:
@@ -183,6 +194,44 @@ class FakeNode:
             self.ttls.pop(key, None)
             return self.data.pop(key, None) is not None
 
+    def key_problem(self, key: str, value: bytes | None = None) -> tuple[str, str] | None:
+        """(code, message) if the real server would refuse this key or value."""
+        if not key or any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+            return "invalid_key", f"invalid key {key!r}"
+        limit = self.max_value_bytes
+        if value is not None and limit is not None and len(value) > limit:
+            return "value_too_large", f"value is {len(value)} bytes"
+        return None
+
+    def batch(
+        self, ops: list[tuple[str, str, bytes | None, float | None]], atomic: bool
+    ) -> list[dict[str, Any]] | tuple[str, str]:
+        """Apply ``(op, key, value, ttl)`` in order, as the real server: per-op
+        results, or (code, message) of the whole request (too large; atomic refusal)."""
+        self.batch_sizes.append(len(ops))
+        if len(ops) > self.max_batch_entries:
+            return "batch_too_large", f"the batch has {len(ops)} entries"
+        problems = [self.key_problem(key, value) for _, key, value, _ in ops]
+        if atomic:
+            for problem in problems:
+                if problem is not None:
+                    return problem
+        results: list[dict[str, Any]] = []
+        for (op, key, value, ttl), problem in zip(ops, problems, strict=True):
+            result: dict[str, Any] = {"op": op, "key": key}
+            if problem is not None:
+                result["error"] = {"code": problem[0], "message": problem[1]}
+            elif op == "get":
+                found = self.get(key)
+                result["found"] = found is not None
+                result["value"] = found
+            elif op == "put":
+                self.put(key, value or b"", ttl)
+            else:
+                result["existed"] = self.delete(key)
+            results.append(result)
+        return results
+
     def snapshot(self) -> list[tuple[str, bytes]]:
         with self._lock:
             return sorted(self.data.items())
@@ -261,6 +310,9 @@ class _Servicer(kv_pb2_grpc.KVServicer):
     def _fault(
         self, method: str, context: grpc.ServicerContext, consistency: int = 0
     ) -> Fault | None:
+        self.node.metadata_seen.append(
+            {str(k): str(v) for k, v in (context.invocation_metadata() or ())}
+        )
         fault = self.node.take_fault(method, stale=consistency == kv_pb2.CONSISTENCY_STALE)
         if fault is None:
             return None
@@ -347,6 +399,122 @@ class _Servicer(kv_pb2_grpc.KVServicer):
         return kv_pb2.TtlResponse(ttl_seconds=ttl)
 
 
+_CODE_STATUS = {
+    "invalid_key": (grpc.StatusCode.INVALID_ARGUMENT, 400),
+    "value_too_large": (grpc.StatusCode.RESOURCE_EXHAUSTED, 413),
+    "batch_too_large": (grpc.StatusCode.RESOURCE_EXHAUSTED, 413),
+    "key_not_found": (grpc.StatusCode.NOT_FOUND, 404),
+}
+
+
+def _pb_error(error: dict[str, str]) -> kv_pb2.Error:
+    grpc_code = _CODE_STATUS[error["code"]][0].value[0]
+    return kv_pb2.Error(code=error["code"], message=error["message"], grpc_code=grpc_code)
+
+
+BatchOp = tuple[str, str, bytes | None, float | None]  # (op, key, value, ttl)
+
+
+class _BatchServicer(_Servicer):
+    """The batch RPCs of the fake (split out: the single calls above stay as they were)."""
+
+    def _batch(
+        self,
+        method: str,
+        ops: list[tuple[str, str, bytes | None, float | None]],
+        atomic: bool,
+        context: grpc.ServicerContext,
+    ) -> list[dict[str, Any]]:
+        self._fault(method, context)
+        outcome = self.node.batch(ops, atomic)
+        if isinstance(outcome, tuple):
+            code, message = outcome
+            context.set_trailing_metadata(((ERROR_CODE_METADATA, code),))
+            context.abort(_CODE_STATUS[code][0], message)
+        return outcome
+
+    def GetMany(
+        self, request: kv_pb2.GetManyRequest, context: grpc.ServicerContext
+    ) -> kv_pb2.GetManyResponse:
+        ops: list[BatchOp] = [("get", key, None, None) for key in request.keys]
+        results = self._batch("GetMany", ops, False, context)
+        return kv_pb2.GetManyResponse(
+            results=[
+                kv_pb2.GetManyResult(key=r["key"], error=_pb_error(r["error"]))
+                if "error" in r
+                else kv_pb2.GetManyResult(key=r["key"], found=r["found"], value=r["value"] or b"")
+                for r in results
+            ]
+        )
+
+    def PutMany(
+        self, request: kv_pb2.PutManyRequest, context: grpc.ServicerContext
+    ) -> kv_pb2.PutManyResponse:
+        ops: list[tuple[str, str, bytes | None, float | None]] = [
+            ("put", e.key, e.value, e.ttl_seconds if e.HasField("ttl_seconds") else None)
+            for e in request.entries
+        ]
+        results = self._batch("PutMany", ops, request.atomic, context)
+        return kv_pb2.PutManyResponse(
+            results=[
+                kv_pb2.PutManyResult(key=r["key"], error=_pb_error(r["error"]))
+                if "error" in r
+                else kv_pb2.PutManyResult(key=r["key"])
+                for r in results
+            ]
+        )
+
+    def DeleteMany(
+        self, request: kv_pb2.DeleteManyRequest, context: grpc.ServicerContext
+    ) -> kv_pb2.DeleteManyResponse:
+        ops: list[BatchOp] = [("delete", key, None, None) for key in request.keys]
+        results = self._batch("DeleteMany", ops, request.atomic, context)
+        return kv_pb2.DeleteManyResponse(
+            results=[
+                kv_pb2.DeleteManyResult(key=r["key"], error=_pb_error(r["error"]))
+                if "error" in r
+                else kv_pb2.DeleteManyResult(key=r["key"], existed=r["existed"])
+                for r in results
+            ]
+        )
+
+    def Pipeline(
+        self, request_iterator: Iterator[kv_pb2.PipelineRequest], context: grpc.ServicerContext
+    ) -> Iterator[kv_pb2.PipelineResponse]:
+        fault = self._fault("Pipeline", context)
+        for answered, request in enumerate(request_iterator):
+            if fault is not None and fault.code is not None and answered == fault.after_items:
+                context.abort(fault.code, fault.details)
+            yield self._pipeline_answer(request)
+
+    def _pipeline_answer(self, request: kv_pb2.PipelineRequest) -> kv_pb2.PipelineResponse:
+        kind = request.WhichOneof("request")
+        op: BatchOp
+        if kind == "put":
+            op = ("put", request.put.key, request.put.value, None)
+        elif kind == "get":
+            op = ("get", request.get.key, None, None)
+        else:
+            op = ("delete", request.delete.key, None, None)
+        outcome = self.node.batch([op], False)
+        assert isinstance(outcome, list)
+        result = outcome[0]
+        if "error" in result:
+            return kv_pb2.PipelineResponse(id=request.id, error=_pb_error(result["error"]))
+        if kind == "get":
+            if not result["found"]:
+                missing = {"code": "key_not_found", "message": "key not found"}
+                return kv_pb2.PipelineResponse(id=request.id, error=_pb_error(missing))
+            return kv_pb2.PipelineResponse(
+                id=request.id, get=kv_pb2.GetResponse(value=result["value"])
+            )
+        if kind == "delete":
+            return kv_pb2.PipelineResponse(
+                id=request.id, delete=kv_pb2.DeleteResponse(existed=result["existed"])
+            )
+        return kv_pb2.PipelineResponse(id=request.id, put=kv_pb2.PutResponse())
+
+
 # gRPC code -> HTTP status of the real server's error table.
 _HTTP_STATUS = {
     grpc.StatusCode.UNAVAILABLE: 503,
@@ -393,6 +561,7 @@ def _handler_for(node: FakeNode) -> type[BaseHTTPRequestHandler]:
         def _fault(self, method: str) -> Fault | None:
             _, query = self._route()
             stale = query.get("consistency", [""])[0] == "stale"
+            node.metadata_seen.append({k.lower(): v for k, v in self.headers.items()})
             fault = node.take_fault(method, stale=stale)
             if fault is None:
                 return None
@@ -482,6 +651,40 @@ def _handler_for(node: FakeNode) -> type[BaseHTTPRequestHandler]:
                     self._error(404, "key_not_found", "key not found")
                 else:
                     self._send(200, value)
+
+        def do_POST(self) -> None:
+            path, _ = self._route()
+            body = self._body()
+            if path != "/v1/util/batch":
+                self._error(404, "not_found", "no such route")
+                return
+            document = json.loads(body)
+            ops = [
+                (
+                    op["op"],
+                    op["key"],
+                    base64.b64decode(op["value"]) if op["op"] == "put" else None,
+                    op.get("ttl"),
+                )
+                for op in document["ops"]
+            ]
+            kinds = {op[0] for op in ops}
+            method = {"get": "GetMany", "put": "PutMany", "delete": "DeleteMany"}.get(
+                kinds.pop() if len(kinds) == 1 else "", "Batch"
+            )
+            if self._answered(self._fault(method)):
+                return
+            outcome = node.batch(ops, bool(document.get("atomic")))
+            if isinstance(outcome, tuple):
+                code, message = outcome
+                self._error(_CODE_STATUS[code][1], code, message)
+                return
+            for result in outcome:
+                if result.get("value") is not None:
+                    result["value"] = base64.b64encode(result["value"]).decode()
+                elif "value" in result:
+                    del result["value"]
+            self._send(200, json.dumps({"results": outcome}).encode(), "application/json")
 
         def _keys(self, query: dict[str, list[str]]) -> None:
             if self._answered(self._fault("GetKeys")):
